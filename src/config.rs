@@ -1,0 +1,573 @@
+//! The configuration file: TOML text -> a validated [`Config`], with errors that point at
+//! `FILE:LINE:COL`.
+//!
+//! Parsing happens in two steps. Serde turns the text into the raw `*Section` structs, which
+//! reject unknown keys so a typo never silently falls back to a default. Validation then checks
+//! what serde cannot (addresses, paths, token hashes, policy rules) and keeps the span of every
+//! value it checks, so an error can name the exact place in the file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::identity::{IdentityConfig, TokenHash};
+use crate::policy::{Policy, PolicySource};
+
+/// Where the gateway reads its configuration unless told otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/usr/local/etc/mcpgw/mcpgw.toml";
+
+/// The default local syslog socket of the platform.
+#[cfg(target_os = "freebsd")]
+pub const DEFAULT_SYSLOG_SOCKET: &str = "/var/run/log";
+#[cfg(not(target_os = "freebsd"))]
+pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
+
+/// A configuration error with the place it was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file the error is in.
+    pub file: PathBuf,
+    /// 1-based line and column, when the error has a place in the file.
+    pub position: Option<(usize, usize)>,
+    /// What is wrong, in a sentence.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Turns byte offsets into `LINE:COL` for one source text.
+pub struct SourceMap<'a> {
+    pub file: &'a Path,
+    pub text: &'a str,
+}
+
+impl SourceMap<'_> {
+    /// An error at the start of `span` (or at no place when `span` is `None`).
+    pub fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_path_buf(),
+            position: span.map(|s| line_col(self.text, s.start)),
+            message: message.into(),
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let col = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+    (line, col)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw sections, as serde reads them.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSection {
+    listen: Spanned<ListenSection>,
+    upstream: Spanned<UpstreamSection>,
+    #[serde(default)]
+    syslog: Option<Spanned<SyslogSection>>,
+    #[serde(default, rename = "identity")]
+    identities: Vec<Spanned<IdentitySection>>,
+    policy: Spanned<crate::policy::PolicySection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenSection {
+    address: Spanned<String>,
+    #[serde(default)]
+    cert: Option<Spanned<String>>,
+    #[serde(default)]
+    key: Option<Spanned<String>>,
+    /// Plain HTTP instead of TLS; accepted only on a loopback address.
+    #[serde(default)]
+    plaintext: bool,
+    #[serde(default)]
+    max_body_bytes: Option<Spanned<u64>>,
+    #[serde(default)]
+    max_header_bytes: Option<Spanned<u64>>,
+    #[serde(default)]
+    header_read_timeout_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    max_connections: Option<Spanned<u64>>,
+    #[serde(default)]
+    max_sessions: Option<Spanned<u64>>,
+    #[serde(default)]
+    session_idle_timeout_s: Option<Spanned<u64>>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    #[serde(default)]
+    auth_failures_per_minute: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpstreamSection {
+    #[serde(default)]
+    command: Option<Spanned<String>>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    env_file: Option<Spanned<String>>,
+    #[serde(default)]
+    url: Option<Spanned<String>>,
+    #[serde(default)]
+    call_timeout_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyslogSection {
+    #[serde(default)]
+    socket: Option<String>,
+    #[serde(default)]
+    queue: Option<Spanned<u64>>,
+    #[serde(default)]
+    log_arguments: Vec<String>,
+    #[serde(default)]
+    hostname: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentitySection {
+    name: Spanned<String>,
+    #[serde(default)]
+    token_sha256: Vec<Spanned<String>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The validated configuration.
+
+/// A complete, validated configuration. Built only by [`load`] / [`parse`]; every field holds
+/// a checked value.
+#[derive(Debug)]
+pub struct Config {
+    /// The file this configuration came from (relative paths in it are relative to its folder).
+    pub path: PathBuf,
+    pub listen: ListenConfig,
+    pub upstream: UpstreamConfig,
+    pub syslog: SyslogConfig,
+    pub identities: Vec<IdentityConfig>,
+    pub policy: Policy,
+}
+
+/// The agent-facing listener.
+#[derive(Debug, Clone)]
+pub struct ListenConfig {
+    pub address: SocketAddr,
+    /// `None` only when `plaintext` is set (and then the address is loopback).
+    pub tls: Option<TlsFiles>,
+    pub max_body_bytes: usize,
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+    pub max_sessions: usize,
+    pub session_idle_timeout: Duration,
+    /// Origins allowed in an `Origin` header (exact match, e.g. `https://fw.example.net`).
+    pub allowed_origins: Vec<String>,
+    /// Failed authentications allowed per source address and minute before 429.
+    pub auth_failures_per_minute: u32,
+}
+
+/// PEM files for the server certificate chain and its private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// How to reach the MCP server the gateway fronts.
+#[derive(Debug, Clone)]
+pub enum UpstreamKind {
+    /// A child process speaking MCP over stdin/stdout (the usual way to run the OPNsense MCP server).
+    Stdio {
+        command: String,
+        args: Vec<String>,
+        /// Extra environment: `env` of the config, then the `env_file`, later wins.
+        env: BTreeMap<String, String>,
+        /// Kept so a reload re-reads it.
+        env_file: Option<PathBuf>,
+    },
+    /// A Streamable HTTP endpoint (e.g. `http://127.0.0.1:3001/mcp`).
+    Http { url: String },
+}
+
+/// The upstream and how long to wait for it.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub kind: UpstreamKind,
+    pub call_timeout: Duration,
+}
+
+/// Where decisions are written.
+#[derive(Debug, Clone)]
+pub struct SyslogConfig {
+    pub socket: PathBuf,
+    pub queue: usize,
+    /// Argument names whose values are written into decision lines (none by default).
+    pub log_arguments: Vec<String>,
+    /// HOSTNAME field of the RFC 5424 header; the machine's name when unset.
+    pub hostname: Option<String>,
+}
+
+impl Default for SyslogConfig {
+    fn default() -> Self {
+        SyslogConfig {
+            socket: PathBuf::from(DEFAULT_SYSLOG_SOCKET),
+            queue: 4096,
+            log_arguments: Vec::new(),
+            hostname: None,
+        }
+    }
+}
+
+/// Reads and validates the configuration file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        position: None,
+        message: format!("cannot read the configuration: {e}"),
+    })?;
+    parse(path, &text)
+}
+
+/// Validates configuration `text` that was read from `path`.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let map = SourceMap { file: path, text };
+    let raw: FileSection = toml::from_str(text).map_err(|e| {
+        let message = e.message().trim().to_string();
+        map.error(e.span(), message)
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+
+    let listen = validate_listen(&map, base, raw.listen)?;
+    let upstream = validate_upstream(&map, base, raw.upstream)?;
+    let syslog = match raw.syslog {
+        Some(s) => validate_syslog(&map, s.into_inner())?,
+        None => SyslogConfig::default(),
+    };
+    let identities = validate_identities(&map, raw.identities)?;
+    let policy_span = raw.policy.span();
+    let source = PolicySource {
+        map: &map,
+        base,
+        span: policy_span,
+    };
+    let policy = Policy::compile(raw.policy.into_inner(), &source)?;
+    for identity in &identities {
+        policy
+            .check_identity_name(&identity.name)
+            .map_err(|m| map.error(Some(identity.span.clone()), m))?;
+    }
+    Ok(Config {
+        path: path.to_path_buf(),
+        listen,
+        upstream,
+        syslog,
+        identities,
+        policy,
+    })
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+}
+
+fn bounded(
+    map: &SourceMap,
+    value: Option<Spanned<u64>>,
+    name: &str,
+    default: u64,
+    range: Range<u64>,
+) -> Result<u64, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) if range.contains(v.get_ref()) => Ok(*v.get_ref()),
+        Some(v) => Err(map.error(
+            Some(v.span()),
+            format!(
+                "{name} = {} is out of range: it must be at least {} and below {}",
+                v.get_ref(),
+                range.start,
+                range.end
+            ),
+        )),
+    }
+}
+
+fn validate_listen(
+    map: &SourceMap,
+    base: &Path,
+    section: Spanned<ListenSection>,
+) -> Result<ListenConfig, ConfigError> {
+    let span = section.span();
+    let s = section.into_inner();
+    let address: SocketAddr = s.address.get_ref().parse().map_err(|_| {
+        map.error(
+            Some(s.address.span()),
+            format!(
+                "listen.address {:?} is not an IP address with a port, e.g. \"0.0.0.0:8443\" or \"[::1]:8443\"",
+                s.address.get_ref()
+            ),
+        )
+    })?;
+    let tls = if s.plaintext {
+        if !address.ip().is_loopback() {
+            return Err(map.error(
+                Some(s.address.span()),
+                format!(
+                    "plain HTTP is allowed only on a loopback address, not {}: remove `plaintext = true` or listen on 127.0.0.1 / [::1]",
+                    address.ip()
+                ),
+            ));
+        }
+        if let Some(c) = s.cert.as_ref().or(s.key.as_ref()) {
+            return Err(map.error(
+                Some(c.span()),
+                "`plaintext = true` and a certificate contradict each other: keep one",
+            ));
+        }
+        None
+    } else {
+        let (Some(cert), Some(key)) = (s.cert, s.key) else {
+            return Err(map.error(
+                Some(span),
+                "[listen] needs `cert` and `key` (PEM files); plain HTTP needs `plaintext = true` on a loopback address",
+            ));
+        };
+        Some(TlsFiles {
+            cert: resolve(base, cert.get_ref()),
+            key: resolve(base, key.get_ref()),
+        })
+    };
+    Ok(ListenConfig {
+        address,
+        tls,
+        max_body_bytes: bounded(map, s.max_body_bytes, "max_body_bytes", 1 << 20, 256..(64 << 20))? as usize,
+        max_header_bytes: bounded(map, s.max_header_bytes, "max_header_bytes", 16 << 10, 1024..(1 << 20))?
+            as usize,
+        header_read_timeout: Duration::from_millis(bounded(
+            map,
+            s.header_read_timeout_ms,
+            "header_read_timeout_ms",
+            10_000,
+            100..600_001,
+        )?),
+        max_connections: bounded(map, s.max_connections, "max_connections", 256, 1..100_001)? as usize,
+        max_sessions: bounded(map, s.max_sessions, "max_sessions", 1024, 1..1_000_001)? as usize,
+        session_idle_timeout: Duration::from_secs(bounded(
+            map,
+            s.session_idle_timeout_s,
+            "session_idle_timeout_s",
+            3600,
+            1..(7 * 86400 + 1),
+        )?),
+        allowed_origins: s.allowed_origins,
+        auth_failures_per_minute: bounded(
+            map,
+            s.auth_failures_per_minute,
+            "auth_failures_per_minute",
+            10,
+            1..100_001,
+        )? as u32,
+    })
+}
+
+fn validate_upstream(
+    map: &SourceMap,
+    base: &Path,
+    section: Spanned<UpstreamSection>,
+) -> Result<UpstreamConfig, ConfigError> {
+    let span = section.span();
+    let s = section.into_inner();
+    let call_timeout = Duration::from_millis(bounded(
+        map,
+        s.call_timeout_ms,
+        "call_timeout_ms",
+        60_000,
+        10..3_600_001,
+    )?);
+    let kind = match (s.command, s.url) {
+        (Some(command), None) => {
+            if command.get_ref().trim().is_empty() {
+                return Err(map.error(Some(command.span()), "upstream.command is empty"));
+            }
+            let env_file = s.env_file.map(|f| resolve(base, f.get_ref()));
+            let mut env = s.env;
+            if let Some(file) = &env_file {
+                env.extend(read_env_file(file).map_err(|m| map.error(Some(span.clone()), m))?);
+            }
+            UpstreamKind::Stdio {
+                command: command.into_inner(),
+                args: s.args,
+                env,
+                env_file,
+            }
+        }
+        (None, Some(url)) => {
+            let u = url.get_ref();
+            if !(u.starts_with("http://") || u.starts_with("https://")) || u.parse::<http::Uri>().is_err() {
+                return Err(map.error(
+                    Some(url.span()),
+                    format!("upstream.url {u:?} is not an http:// or https:// URL"),
+                ));
+            }
+            if !s.args.is_empty() || !s.env.is_empty() || s.env_file.is_some() {
+                return Err(map.error(
+                    Some(url.span()),
+                    "args, env and env_file belong to a `command` upstream, not a `url` one",
+                ));
+            }
+            UpstreamKind::Http { url: url.into_inner() }
+        }
+        (Some(_), Some(url)) => {
+            return Err(map.error(
+                Some(url.span()),
+                "[upstream] has both `command` and `url`: choose one",
+            ));
+        }
+        (None, None) => {
+            return Err(map.error(
+                Some(span),
+                "[upstream] needs `command` (a stdio MCP server) or `url` (a Streamable HTTP one)",
+            ));
+        }
+    };
+    Ok(UpstreamConfig { kind, call_timeout })
+}
+
+/// Reads `KEY=VALUE` lines (blank lines and `#` comments allowed, values optionally quoted).
+pub fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read env_file {}: {e}", path.display()))?;
+    let mut out = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((k, v)) = line.split_once('=') else {
+            return Err(format!("{}:{}: expected KEY=VALUE", path.display(), n + 1));
+        };
+        let k = k.trim();
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("{}:{}: {k:?} is not a variable name", path.display(), n + 1));
+        }
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+            .unwrap_or(v);
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+fn validate_syslog(map: &SourceMap, s: SyslogSection) -> Result<SyslogConfig, ConfigError> {
+    let d = SyslogConfig::default();
+    Ok(SyslogConfig {
+        socket: s.socket.map(PathBuf::from).unwrap_or(d.socket),
+        queue: bounded(map, s.queue, "queue", d.queue as u64, 16..1_000_001)? as usize,
+        log_arguments: s.log_arguments,
+        hostname: s.hostname,
+    })
+}
+
+fn validate_identities(
+    map: &SourceMap,
+    sections: Vec<Spanned<IdentitySection>>,
+) -> Result<Vec<IdentityConfig>, ConfigError> {
+    let mut out: Vec<IdentityConfig> = Vec::new();
+    for section in sections {
+        let span = section.span();
+        let s = section.into_inner();
+        let name = s.name.get_ref();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+        {
+            return Err(map.error(
+                Some(s.name.span()),
+                format!("identity name {name:?} must be non-empty ASCII letters, digits, '-', '_', '.' or '@'"),
+            ));
+        }
+        if out.iter().any(|i| &*i.name == name.as_str()) {
+            return Err(map.error(Some(s.name.span()), format!("identity {name:?} is defined twice")));
+        }
+        if s.token_sha256.is_empty() {
+            return Err(map.error(
+                Some(span),
+                format!("identity {name:?} has no token_sha256: run `mcpgw token new` to make one"),
+            ));
+        }
+        let mut tokens = Vec::new();
+        for t in &s.token_sha256 {
+            let hash = TokenHash::from_hex(t.get_ref()).map_err(|m| map.error(Some(t.span()), m))?;
+            if out.iter().any(|i| i.tokens.contains(&hash)) || tokens.contains(&hash) {
+                return Err(map.error(Some(t.span()), "this token hash is used twice"));
+            }
+            tokens.push(hash);
+        }
+        out.push(IdentityConfig {
+            name: name.as_str().into(),
+            tokens,
+            span: s.name.span(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_from_one() {
+        let text = "a = 1\nbé = x\n";
+        assert_eq!(line_col(text, 0), (1, 1));
+        assert_eq!(line_col(text, 6), (2, 1));
+        assert_eq!(line_col(text, 10), (2, 4));
+    }
+
+    #[test]
+    fn env_file_reads_quotes_and_comments() {
+        let dir = std::env::temp_dir().join(format!("mcpgw-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("e.env");
+        std::fs::write(&f, "# c\nOPNSENSE_HOST=\"https://fw\"\nexport KEY='k'\n\nSECRET=s=1\n").unwrap();
+        let env = read_env_file(&f).unwrap();
+        assert_eq!(env["OPNSENSE_HOST"], "https://fw");
+        assert_eq!(env["KEY"], "k");
+        assert_eq!(env["SECRET"], "s=1");
+        std::fs::write(&f, "NOT A LINE\n").unwrap();
+        assert!(read_env_file(&f).unwrap_err().contains(":1:"));
+    }
+}

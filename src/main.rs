@@ -1,0 +1,2 @@
+//! The `mcpgw` command line.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Agent-facing server (being written).
