@@ -61,7 +61,10 @@ impl SourceMap<'_> {
     pub fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> ConfigError {
         ConfigError {
             file: self.file.to_path_buf(),
-            position: span.map(|s| line_col(self.text, s.start)),
+            // An empty span means "no place" (values converted from JSON carry none).
+            position: span
+                .filter(|s| !s.is_empty())
+                .map(|s| line_col(self.text, s.start)),
             message: message.into(),
         }
     }
