@@ -58,3 +58,25 @@ pub struct DecisionRecord {
     /// Values of the arguments the config names in `log_arguments`, as compact JSON.
     pub arguments: Vec<(String, String)>,
 }
+
+// TEMPORARY stub until the writer lands (replaced by the wt-audit branch).
+#[derive(Clone, Default)]
+pub struct Auditor {}
+impl Auditor {
+    pub fn start(_cfg: &SyslogConfig) -> Auditor {
+        Auditor {}
+    }
+    pub fn record(&self, rec: DecisionRecord) {
+        eprintln!("{rec:?}");
+    }
+    pub fn event(&self, _severity: Severity, message: String) {
+        eprintln!("{message}");
+    }
+    pub fn dropped(&self) -> u64 {
+        0
+    }
+    pub fn written(&self) -> u64 {
+        0
+    }
+    pub fn shutdown(&self, _wait: std::time::Duration) {}
+}

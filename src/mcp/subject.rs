@@ -16,3 +16,8 @@ pub enum Subject<'a> {
     /// Any other method (initialize, ping, the list methods, notifications).
     Method { method: &'a str },
 }
+
+// TEMPORARY stubs (replaced by the wt-mcp branch).
+pub struct SubjectError { pub code: i64, pub message: String }
+pub fn subject_of<'a>(method: &'a str, _params: Option<&'a Value>) -> Result<Subject<'a>, SubjectError> { Ok(Subject::Method { method }) }
+pub fn is_forwardable_notification(_m: &str) -> bool { false }

@@ -434,6 +434,11 @@ impl Policy {
         }
     }
 
+    /// Whether the default lets calls through (prompts and resources follow it).
+    pub fn default_allows(&self) -> bool {
+        self.default == DefaultAction::Allow
+    }
+
     /// Identities are not referenced by this policy version; kept as the hook where
     /// per-identity grants will check their names.
     pub fn check_identity_name(&self, _name: &str) -> Result<(), String> {

@@ -1,1 +1,245 @@
-//! Agent-facing server (being written).
+//! The gateway process: composes the request path and runs it until told to stop.
+//!
+//! ```text
+//! listener (TCP, TLS, HTTP/1.1 + h2, limits)
+//!   -> http (the /mcp endpoint: auth, header checks, strict parse, session)
+//!     -> dispatch (decide with the policy, forward upstream, filter lists, audit record)
+//! ```
+//!
+//! Everything a reload may change (policy, tokens, certificate, origins, logged arguments)
+//! lives in one immutable [`Runtime`] behind an `ArcSwap`. A request loads the current
+//! runtime once and is decided under it start to finish; SIGHUP builds a new runtime and
+//! swaps it in only if the whole new config is valid.
+
+pub mod auth;
+pub mod dispatch;
+pub mod http;
+pub mod listener;
+pub mod session;
+pub mod tls;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{mpsc, watch};
+
+use crate::audit::{Auditor, Severity};
+use crate::config::{self, Config, ListenConfig};
+use crate::identity::TokenTable;
+use crate::policy::Policy;
+use crate::upstream::{Upstream, UpstreamEvent};
+
+use auth::FailureLimiter;
+use session::Sessions;
+
+/// What a reload can replace, swapped whole.
+pub struct Runtime {
+    pub policy: Policy,
+    pub tokens: TokenTable,
+    /// `None` for plain HTTP on loopback.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub allowed_origins: Vec<String>,
+    pub log_arguments: Vec<String>,
+}
+
+impl Runtime {
+    /// Builds a runtime from a validated config (reads the certificate files).
+    pub fn build(config: Config) -> Result<Runtime, String> {
+        let tls = match &config.listen.tls {
+            Some(files) => Some(tls::server_config(files)?),
+            None => None,
+        };
+        Ok(Runtime {
+            tokens: TokenTable::new(&config.identities),
+            tls,
+            allowed_origins: config.listen.allowed_origins.clone(),
+            log_arguments: config.syslog.log_arguments.clone(),
+            policy: config.policy,
+        })
+    }
+}
+
+/// State shared by every connection for the life of the process.
+pub struct Shared {
+    pub runtime: ArcSwap<Runtime>,
+    /// Listener limits (fixed at start: changing them needs a restart).
+    pub listen: ListenConfig,
+    pub sessions: Sessions,
+    pub failures: FailureLimiter,
+    pub upstream: Upstream,
+    pub auditor: Auditor,
+}
+
+impl ListenConfig {
+    /// How long a request body may take to arrive.
+    pub fn body_read_timeout(&self) -> Duration {
+        self.header_read_timeout.max(Duration::from_secs(30))
+    }
+}
+
+/// Loads `path`, starts the upstream and serves agents until SIGTERM or SIGINT.
+pub async fn run(path: &Path) -> Result<(), String> {
+    let config = config::load(path).map_err(|e| e.to_string())?;
+    let auditor = Auditor::start(&config.syslog);
+    let result = run_with(path, config, auditor.clone()).await;
+    if let Err(e) = &result {
+        auditor.event(Severity::Error, format!("fault=stopped error={e:?}"));
+    }
+    auditor.shutdown(Duration::from_secs(2));
+    result
+}
+
+async fn run_with(path: &Path, config: Config, auditor: Auditor) -> Result<(), String> {
+    let listen = config.listen.clone();
+    let upstream_config = config.upstream.clone();
+    for warning in config.policy.warnings() {
+        auditor.event(Severity::Notice, format!("policy warning: {warning}"));
+    }
+    let summary = config.policy.summary();
+    let runtime = Runtime::build(config)?;
+
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    tokio::spawn(report_upstream_events(events_rx, auditor.clone()));
+    let upstream = Upstream::start(&upstream_config, events_tx)
+        .await
+        .map_err(|e| format!("the upstream MCP server did not start: {e}"))?;
+
+    let listener = tokio::net::TcpListener::bind(listen.address)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", listen.address));
+    let listener = match listener {
+        Ok(l) => l,
+        Err(e) => {
+            upstream.shutdown().await;
+            return Err(e);
+        }
+    };
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let scheme = if runtime.tls.is_some() { "https" } else { "http" };
+    let shared = Arc::new(Shared {
+        runtime: ArcSwap::from_pointee(runtime),
+        sessions: Sessions::new(listen.max_sessions, listen.session_idle_timeout),
+        failures: FailureLimiter::new(listen.auth_failures_per_minute),
+        listen,
+        upstream: upstream.clone(),
+        auditor: auditor.clone(),
+    });
+    let started = format!("started listen={scheme}://{bound}/mcp policy=\"{summary}\"");
+    auditor.event(Severity::Notice, started.clone());
+    // Also on stderr: under daemon(8) it reaches the log, and tests wait for this line.
+    eprintln!("mcpgw: listening on {bound} ({scheme}) with policy: {summary}");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(housekeeping(shared.clone(), stop_rx.clone()));
+    let server = tokio::spawn(listener::serve(shared.clone(), listener, stop_rx));
+    signals(path, &shared).await;
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    upstream.shutdown().await;
+    auditor.event(Severity::Notice, "stopped".into());
+    eprintln!("mcpgw: stopped");
+    Ok(())
+}
+
+/// Waits for SIGTERM/SIGINT (returns) and handles SIGHUP (reload) meanwhile.
+async fn signals(path: &Path, shared: &Shared) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        shared.auditor.event(Severity::Error, "fault=signals error=\"cannot install signal handlers\"".into());
+        // Without handlers the process can still be killed; keep serving.
+        std::future::pending::<()>().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => reload(path, shared),
+        }
+    }
+}
+
+/// Re-reads the config; swaps the new runtime in only if all of it is valid.
+pub fn reload(path: &Path, shared: &Shared) {
+    let outcome = config::load(path)
+        .map_err(|e| e.to_string())
+        .and_then(|config| {
+            if config.listen.address != shared.listen.address {
+                shared.auditor.event(
+                    Severity::Warning,
+                    format!(
+                        "reload: listen.address changed to {}; it takes effect after a restart",
+                        config.listen.address
+                    ),
+                );
+            }
+            let summary = config.policy.summary();
+            Runtime::build(config).map(|r| (r, summary))
+        });
+    match outcome {
+        Ok((runtime, summary)) => {
+            shared.runtime.store(Arc::new(runtime));
+            shared.auditor.event(Severity::Notice, format!("reloaded policy=\"{summary}\""));
+            eprintln!("mcpgw: reloaded {}", path.display());
+        }
+        Err(e) => {
+            shared
+                .auditor
+                .event(Severity::Error, format!("reload rejected, keeping the running config: {e}"));
+            eprintln!("mcpgw: reload rejected, keeping the running config: {e}");
+        }
+    }
+}
+
+/// Expires sessions and prunes the auth-failure table once a minute.
+async fn housekeeping(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                shared.sessions.sweep();
+                shared.failures.prune();
+            }
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+async fn report_upstream_events(mut rx: mpsc::UnboundedReceiver<UpstreamEvent>, auditor: Auditor) {
+    while let Some(event) = rx.recv().await {
+        let (severity, text) = match event {
+            UpstreamEvent::Started { pid } => (
+                Severity::Notice,
+                format!("upstream=started pid={}", pid.map_or("-".into(), |p| p.to_string())),
+            ),
+            UpstreamEvent::Exited { status, pending } => (
+                Severity::Error,
+                format!("fault=upstream-exited status=\"{status}\" pending_failed={pending}"),
+            ),
+            UpstreamEvent::Restarting { after } => (
+                Severity::Notice,
+                format!("upstream=restarting after_ms={}", after.as_millis()),
+            ),
+            UpstreamEvent::NonJsonLine(line) => (
+                Severity::Notice,
+                format!("upstream=non-json-line line={:?}", truncate(&line, 200)),
+            ),
+            UpstreamEvent::Stderr(line) => (Severity::Info, format!("upstream=stderr line={:?}", truncate(&line, 200))),
+            UpstreamEvent::Dropped(what) => (Severity::Info, format!("upstream=dropped message={what:?}")),
+        };
+        auditor.event(severity, text);
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}

@@ -1,0 +1,187 @@
+//! Authentication: `Authorization: Bearer TOKEN` -> [`Identity`], with failed attempts
+//! rate-limited per source address.
+//!
+//! A source address that keeps presenting bad tokens gets 429 before its token is even
+//! looked at, so guessing is slow and cheap for us. Only failures count: an agent that
+//! authenticates correctly is never slowed down by this limiter. The per-address state is
+//! pruned regularly so a flood of addresses cannot grow it without bound.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use http::HeaderMap;
+
+use crate::identity::{Identity, TokenTable};
+
+/// Why a request was not authenticated.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AuthError {
+    /// No `Authorization: Bearer` header.
+    Missing,
+    /// A token that matches no identity (or a malformed header).
+    Invalid,
+    /// Too many failures from this address; retry after the duration.
+    Throttled(Duration),
+}
+
+/// Failed-attempt limiter per source address.
+pub struct FailureLimiter {
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// Addresses that ran out of failures, and until when they are refused.
+    throttled: Mutex<HashMap<IpAddr, Instant>>,
+    clock: DefaultClock,
+}
+
+impl std::fmt::Debug for FailureLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FailureLimiter")
+    }
+}
+
+impl FailureLimiter {
+    /// Allows `per_minute` failures a minute per address, all of them at once at most.
+    pub fn new(per_minute: u32) -> FailureLimiter {
+        let n = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+        FailureLimiter {
+            limiter: DefaultKeyedRateLimiter::keyed(Quota::per_minute(n)),
+            throttled: Mutex::new(HashMap::new()),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// How long `addr` is still refused, if it is.
+    fn throttled_for(&self, addr: IpAddr) -> Option<Duration> {
+        let now = Instant::now();
+        let map = self.throttled.lock().ok()?;
+        map.get(&addr)
+            .and_then(|until| until.checked_duration_since(now))
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Counts one failure of `addr`; returns the wait if that used up its budget.
+    fn fail(&self, addr: IpAddr) -> Option<Duration> {
+        let not_until = self.limiter.check_key(&addr).err()?;
+        let wait = not_until.wait_time_from(self.clock.now()).max(Duration::from_secs(1));
+        if let Ok(mut map) = self.throttled.lock() {
+            map.insert(addr, Instant::now() + wait);
+        }
+        Some(wait)
+    }
+
+    /// Drops state of addresses whose buckets are full again and whose refusal ended
+    /// (bounded memory under floods of addresses).
+    pub fn prune(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+        let now = Instant::now();
+        if let Ok(mut map) = self.throttled.lock() {
+            map.retain(|_, until| *until > now);
+        }
+    }
+
+    pub fn tracked(&self) -> usize {
+        self.limiter.len()
+    }
+}
+
+/// Checks the bearer token of a request coming from `source`. An address that used up its
+/// failures is refused before its token is looked at, so it cannot keep guessing.
+pub fn authenticate(
+    headers: &HeaderMap,
+    source: IpAddr,
+    tokens: &TokenTable,
+    failures: &FailureLimiter,
+) -> Result<Identity, AuthError> {
+    if let Some(wait) = failures.throttled_for(source) {
+        return Err(AuthError::Throttled(wait));
+    }
+    let presented = bearer_token(headers);
+    if let Some(identity) = presented.and_then(|t| tokens.authenticate(t)) {
+        return Ok(identity);
+    }
+    if let Some(wait) = failures.fail(source) {
+        return Err(AuthError::Throttled(wait));
+    }
+    Err(match presented {
+        None => AuthError::Missing,
+        Some(_) => AuthError::Invalid,
+    })
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header (scheme case-insensitive).
+fn bearer_token(headers: &HeaderMap) -> Option<&[u8]> {
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        // Two Authorization headers: ambiguous, so neither counts.
+        return None;
+    }
+    let bytes = value.as_bytes();
+    if bytes.len() < 7 || !bytes[..7].eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    let token = bytes[7..].trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{IdentityConfig, TokenHash};
+
+    fn table() -> TokenTable {
+        TokenTable::new(&[IdentityConfig {
+            name: "agent".into(),
+            tokens: vec![TokenHash::of(b"s3cret")],
+            span: 0..0,
+        }])
+    }
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(http::header::AUTHORIZATION, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn bearer_tokens_authenticate() {
+        let (t, f) = (table(), FailureLimiter::new(100));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(authenticate(&headers(&["Bearer s3cret"]), ip, &t, &f).unwrap().name.as_ref(), "agent");
+        assert_eq!(authenticate(&headers(&["bearer  s3cret "]), ip, &t, &f).unwrap().name.as_ref(), "agent");
+        assert_eq!(authenticate(&headers(&[]), ip, &t, &f), Err(AuthError::Missing));
+        assert_eq!(authenticate(&headers(&["Bearer nope"]), ip, &t, &f), Err(AuthError::Invalid));
+        assert_eq!(authenticate(&headers(&["Basic s3cret"]), ip, &t, &f), Err(AuthError::Missing));
+        assert_eq!(
+            authenticate(&headers(&["Bearer s3cret", "Bearer s3cret"]), ip, &t, &f),
+            Err(AuthError::Missing)
+        );
+    }
+
+    #[test]
+    fn failures_are_throttled_per_address() {
+        let (t, f) = (table(), FailureLimiter::new(3));
+        let bad: IpAddr = "192.0.2.1".parse().unwrap();
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..3 {
+            assert_eq!(authenticate(&headers(&["Bearer x"]), bad, &t, &f), Err(AuthError::Invalid));
+        }
+        assert!(matches!(
+            authenticate(&headers(&["Bearer x"]), bad, &t, &f),
+            Err(AuthError::Throttled(_))
+        ));
+        // Once throttled, not even the right token is looked at; other addresses are unaffected.
+        assert!(matches!(
+            authenticate(&headers(&["Bearer s3cret"]), bad, &t, &f),
+            Err(AuthError::Throttled(_))
+        ));
+        assert_eq!(authenticate(&headers(&["Bearer x"]), other, &t, &f), Err(AuthError::Invalid));
+    }
+}

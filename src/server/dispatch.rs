@@ -1,0 +1,343 @@
+//! One parsed message from one authenticated agent: decide, forward, filter, record.
+//!
+//! This is the policy enforcement point. It knows nothing of HTTP: it gets a [`Message`]
+//! that has already been parsed exactly once, asks the policy about the very values it will
+//! forward, and sends upstream only after an `Allow`. Every request ends in exactly one
+//! decision record, whatever the outcome.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{Map, Value, json};
+
+use crate::audit::{DecisionRecord, Verdict};
+use crate::identity::Identity;
+use crate::mcp::filter::{ListKind, filter_list, list_kind};
+use crate::mcp::message::{Message, error_response, result_response};
+use crate::mcp::subject::{Subject, subject_of};
+use crate::policy::Decision;
+use crate::upstream::{Outcome, UpstreamError};
+
+use super::session::Session;
+use super::{Runtime, Shared};
+
+/// Protocol revisions the gateway speaks with agents, oldest first.
+pub const SUPPORTED_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+/// The revision offered when an agent asks for one we do not know.
+pub const LATEST_VERSION: &str = "2025-11-25";
+
+/// JSON-RPC codes the gateway answers with.
+pub mod codes {
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    pub const INVALID_PARAMS: i64 = -32602;
+    pub const INTERNAL: i64 = -32603;
+    pub const RESOURCE_NOT_FOUND: i64 = -32002;
+}
+
+/// Who is asking, from where, in which session.
+pub struct CallContext {
+    pub identity: Identity,
+    pub source: IpAddr,
+    pub session: Option<Arc<Session>>,
+    pub started: Instant,
+}
+
+/// What the transport should send back.
+#[derive(Debug)]
+pub enum Reply {
+    /// A JSON-RPC response (always HTTP 200: denials are answers, not transport failures).
+    Json(Value),
+    /// A notification or response was taken: HTTP 202, no body.
+    Accepted,
+    /// `initialize` succeeded: the response and the new session's id.
+    Initialized { body: Value, session_id: String },
+    /// The session table is full: HTTP 503.
+    SessionsFull,
+}
+
+/// Handles one message. `runtime` is the policy snapshot the whole request is decided under.
+pub async fn dispatch(shared: &Shared, runtime: &Runtime, ctx: &CallContext, message: Message) -> Reply {
+    match message {
+        Message::Request { id, method, params } => request(shared, runtime, ctx, id, &method, params).await,
+        Message::Notification { method, params } => {
+            if method == "notifications/cancelled" {
+                let target = params
+                    .as_ref()
+                    .and_then(|p| p.get("requestId"))
+                    .map(request_key);
+                if let (Some(target), Some(session)) = (target, &ctx.session) {
+                    session.cancel(&target);
+                }
+            }
+            // Other client notifications concern the agent's own session with the gateway;
+            // the upstream session is shared, so they are not forwarded.
+            Reply::Accepted
+        }
+        // The gateway never sends agents requests, so there is nothing to answer.
+        Message::Response { .. } => Reply::Accepted,
+    }
+}
+
+/// The key an in-flight request is known by for cancellation.
+fn request_key(id: &Value) -> String {
+    id.to_string()
+}
+
+async fn request(
+    shared: &Shared,
+    runtime: &Runtime,
+    ctx: &CallContext,
+    id: Value,
+    method: &str,
+    params: Option<Value>,
+) -> Reply {
+    let mut record = DecisionRecord {
+        verdict: Verdict::Deny,
+        identity: Some(ctx.identity.name.clone()),
+        source: Some(ctx.source),
+        method: method.to_string(),
+        tool: None,
+        rule: None,
+        reason: None,
+        upstream: None,
+        latency_us: None,
+        arguments: Vec::new(),
+    };
+    let reply = decide_and_answer(shared, runtime, ctx, &id, method, params.as_ref(), &mut record).await;
+    record.latency_us = Some(ctx.started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64);
+    shared.auditor.record(record);
+    reply
+}
+
+async fn decide_and_answer(
+    shared: &Shared,
+    runtime: &Runtime,
+    ctx: &CallContext,
+    id: &Value,
+    method: &str,
+    params: Option<&Value>,
+    record: &mut DecisionRecord,
+) -> Reply {
+    let subject = match subject_of(method, params) {
+        Ok(s) => s,
+        Err(e) => {
+            record.rule = Some("protocol".into());
+            record.reason = Some(e.message.clone());
+            return Reply::Json(error_response(Some(id), e.code, &e.message));
+        }
+    };
+    record.tool = subject_name(&subject);
+    if let Subject::Tool {
+        arguments: Some(args),
+        ..
+    } = &subject
+    {
+        record.arguments = logged_arguments(&runtime.log_arguments, args);
+    }
+    let decision = runtime.policy.decide(&ctx.identity, &subject);
+    record.rule = Some(decision.rule().to_string());
+
+    match decision {
+        Decision::Allow { .. } => {
+            record.verdict = Verdict::Allow;
+            allowed(shared, runtime, ctx, id, method, params, record).await
+        }
+        Decision::Deny {
+            reason,
+            visible: true,
+            ..
+        } => {
+            record.reason = Some(reason.to_string());
+            let text = format!("Denied by mcpgw policy (rule {}): {reason}", record.rule.as_deref().unwrap_or("-"));
+            Reply::Json(match subject {
+                Subject::Tool { .. } => result_response(
+                    id,
+                    json!({"content": [{"type": "text", "text": text}], "isError": true}),
+                ),
+                _ => error_response(Some(id), codes::INVALID_PARAMS, &text),
+            })
+        }
+        Decision::Deny { reason, .. } => {
+            record.reason = Some(reason.to_string());
+            Reply::Json(unknown(id, &subject))
+        }
+        Decision::Hide { .. } => {
+            record.verdict = Verdict::Hide;
+            Reply::Json(unknown(id, &subject))
+        }
+        Decision::Limited { rule, retry_after } => {
+            record.verdict = Verdict::Limit;
+            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            record.reason = Some(format!("rate limit reached, retry in {secs} s"));
+            let text = format!(
+                "Rate limited by mcpgw (rule {rule}): too many calls of this tool; retry in {secs} s."
+            );
+            Reply::Json(result_response(
+                id,
+                json!({
+                    "content": [{"type": "text", "text": text}],
+                    "isError": true,
+                    "_meta": {"mcpgw/retryAfterSeconds": secs, "mcpgw/rule": &*rule},
+                }),
+            ))
+        }
+    }
+}
+
+/// The answer for something the caller may not know exists: the same as for something that
+/// really does not exist, so hidden tools cannot be found by probing.
+fn unknown(id: &Value, subject: &Subject) -> Value {
+    match subject {
+        Subject::Tool { name, .. } => error_response(Some(id), codes::INVALID_PARAMS, &format!("Unknown tool: {name}")),
+        Subject::Prompt { name, .. } => {
+            error_response(Some(id), codes::INVALID_PARAMS, &format!("Unknown prompt: {name}"))
+        }
+        Subject::Resource { uri } => {
+            error_response(Some(id), codes::RESOURCE_NOT_FOUND, &format!("Resource not found: {uri}"))
+        }
+        Subject::Completion { .. } => error_response(Some(id), codes::INVALID_PARAMS, "Unknown reference"),
+        Subject::Method { method } => {
+            error_response(Some(id), codes::METHOD_NOT_FOUND, &format!("Method not found: {method}"))
+        }
+    }
+}
+
+async fn allowed(
+    shared: &Shared,
+    runtime: &Runtime,
+    ctx: &CallContext,
+    id: &Value,
+    method: &str,
+    params: Option<&Value>,
+    record: &mut DecisionRecord,
+) -> Reply {
+    match method {
+        "initialize" => return initialize(shared, ctx, id, params, record),
+        // Answered here: ping tests the gateway, and the upstream session is shared, so one
+        // agent's log level must not change another's.
+        "ping" | "logging/setLevel" => return Reply::Json(result_response(id, json!({}))),
+        _ => {}
+    }
+    let key = request_key(id);
+    let mut cancelled = ctx.session.as_ref().map(|s| s.begin(&key));
+    let call = shared.upstream.call(method, params.cloned());
+    let outcome = match cancelled.as_mut() {
+        Some(rx) => {
+            tokio::select! {
+                outcome = call => Some(outcome),
+                _ = rx.wait_for(|c| *c) => None,
+            }
+        }
+        None => Some(call.await),
+    };
+    if let Some(session) = &ctx.session {
+        session.end(&key);
+    }
+    let Some(outcome) = outcome else {
+        record.upstream = Some("cancelled".into());
+        return Reply::Json(error_response(Some(id), codes::INTERNAL, "request cancelled"));
+    };
+    match outcome {
+        Ok(Outcome::Result(mut result)) => {
+            record.upstream = Some("ok".into());
+            if let Some(kind) = list_kind(method) {
+                filter(runtime, ctx, kind, &mut result);
+            }
+            Reply::Json(result_response(id, result))
+        }
+        Ok(Outcome::Error(error)) => {
+            record.upstream = Some("error".into());
+            Reply::Json(json!({"jsonrpc": "2.0", "id": id, "error": error}))
+        }
+        Err(e) => {
+            record.upstream = Some(
+                match e {
+                    UpstreamError::Timeout => "timeout",
+                    UpstreamError::Died => "died",
+                    UpstreamError::Unavailable(_) => "unavailable",
+                    UpstreamError::Protocol(_) => "protocol-error",
+                }
+                .into(),
+            );
+            Reply::Json(error_response(
+                Some(id),
+                codes::INTERNAL,
+                &format!("the OPNsense MCP server did not answer: {e}"),
+            ))
+        }
+    }
+}
+
+fn filter(runtime: &Runtime, ctx: &CallContext, kind: ListKind, result: &mut Value) {
+    let policy = &runtime.policy;
+    match kind {
+        ListKind::Tools => {
+            filter_list(kind, result, |name| policy.tool_visible(&ctx.identity, name));
+        }
+        // Prompts and resources follow the default decision.
+        _ => {
+            filter_list(kind, result, |_| policy.default_allows());
+        }
+    }
+}
+
+fn initialize(
+    shared: &Shared,
+    ctx: &CallContext,
+    id: &Value,
+    params: Option<&Value>,
+    record: &mut DecisionRecord,
+) -> Reply {
+    let Some(upstream) = shared.upstream.initialize_result() else {
+        record.upstream = Some("unavailable".into());
+        return Reply::Json(error_response(
+            Some(id),
+            codes::INTERNAL,
+            "the OPNsense MCP server is not running; try again shortly",
+        ));
+    };
+    record.upstream = Some("cached".into());
+    let asked = params
+        .and_then(|p| p.get("protocolVersion"))
+        .and_then(Value::as_str)
+        .unwrap_or(LATEST_VERSION);
+    let version = if SUPPORTED_VERSIONS.contains(&asked) { asked } else { LATEST_VERSION };
+    let mut result = Map::new();
+    result.insert("protocolVersion".into(), json!(version));
+    for key in ["capabilities", "serverInfo", "instructions"] {
+        if let Some(v) = upstream.get(key) {
+            result.insert(key.into(), v.clone());
+        }
+    }
+    if !result.contains_key("capabilities") {
+        result.insert("capabilities".into(), json!({"tools": {}}));
+    }
+    match shared.sessions.open(ctx.identity.name.clone(), version.to_string()) {
+        Ok(session_id) => Reply::Initialized {
+            body: result_response(id, Value::Object(result)),
+            session_id,
+        },
+        Err(_) => {
+            record.reason = Some("session table full".into());
+            Reply::SessionsFull
+        }
+    }
+}
+
+fn subject_name(subject: &Subject) -> Option<String> {
+    match subject {
+        Subject::Tool { name, .. } | Subject::Prompt { name, .. } => Some((*name).to_string()),
+        Subject::Resource { uri } => Some((*uri).to_string()),
+        Subject::Completion { reference } => Some((*reference).to_string()),
+        Subject::Method { .. } => None,
+    }
+}
+
+/// Values of the arguments the config asks to log, as compact JSON.
+fn logged_arguments(names: &[String], args: &Map<String, Value>) -> Vec<(String, String)> {
+    names
+        .iter()
+        .filter_map(|n| args.get(n).map(|v| (n.clone(), v.to_string())))
+        .collect()
+}

@@ -1,0 +1,281 @@
+//! The MCP Streamable HTTP endpoint (`/mcp`): HTTP in, one parsed message out, and back.
+//!
+//! Checks run in the order a request meets them, each answering with the status the spec
+//! asks for: path (404), authentication (401 / 429), Origin (403), method (405), Accept (406),
+//! Content-Type (415), protocol version (400), body size (413), strict parse (400), session
+//! (400 / 404), mirrored headers (400). Only then does [`dispatch`] see the message.
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use crate::audit::Severity;
+use crate::mcp::message::{self, Message, error_response};
+
+use super::auth::{AuthError, authenticate};
+use super::dispatch::{CallContext, Reply, SUPPORTED_VERSIONS, dispatch};
+use super::session::SessionError;
+use super::{Runtime, Shared};
+
+/// The one path agents use.
+pub const MCP_PATH: &str = "/mcp";
+const SESSION_HEADER: &str = "mcp-session-id";
+const VERSION_HEADER: &str = "mcp-protocol-version";
+
+pub type Body = Full<Bytes>;
+
+/// Serves one HTTP request from `source`.
+pub async fn handle(shared: &Shared, req: Request<Incoming>, source: IpAddr) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let runtime = shared.runtime.load_full();
+    Ok(match serve(shared, &runtime, req, source, started).await {
+        Ok(resp) | Err(resp) => resp,
+    })
+}
+
+type Answer = Result<Response<Body>, Response<Body>>;
+
+async fn serve(shared: &Shared, runtime: &Runtime, req: Request<Incoming>, source: IpAddr, started: Instant) -> Answer {
+    if req.uri().path() != MCP_PATH {
+        return Err(plain(StatusCode::NOT_FOUND, "not found: the MCP endpoint is /mcp"));
+    }
+    let identity = match authenticate(req.headers(), source, &runtime.tokens, &shared.failures) {
+        Ok(identity) => identity,
+        Err(AuthError::Throttled(wait)) => {
+            let mut resp = plain(StatusCode::TOO_MANY_REQUESTS, "too many failed authentications from this address");
+            set(&mut resp, header::RETRY_AFTER, &wait.as_secs().max(1).to_string());
+            return Err(resp);
+        }
+        Err(e) => {
+            shared.auditor.event(
+                Severity::Warning,
+                format!("auth=fail src={source} reason={}", if e == AuthError::Missing { "missing-token" } else { "invalid-token" }),
+            );
+            let mut resp = plain(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+            let challenge = if e == AuthError::Missing {
+                "Bearer realm=\"mcpgw\""
+            } else {
+                "Bearer realm=\"mcpgw\", error=\"invalid_token\""
+            };
+            set(&mut resp, header::WWW_AUTHENTICATE, challenge);
+            return Err(resp);
+        }
+    };
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let allowed = origin
+            .to_str()
+            .is_ok_and(|o| runtime.allowed_origins.iter().any(|a| a == o));
+        if !allowed {
+            return Err(plain(StatusCode::FORBIDDEN, "this Origin is not allowed (listen.allowed_origins)"));
+        }
+    }
+    match *req.method() {
+        Method::POST => {}
+        Method::DELETE => return delete(shared, req.headers(), &identity.name),
+        _ => {
+            // No server-initiated stream is offered (GET), as the spec allows.
+            let mut resp = plain(StatusCode::METHOD_NOT_ALLOWED, "use POST (or DELETE to end a session)");
+            set(&mut resp, header::ALLOW, "POST, DELETE");
+            return Err(resp);
+        }
+    }
+    let headers = req.headers().clone();
+    check_accept(&headers)?;
+    check_content_type(&headers)?;
+    if let Some(v) = headers.get(VERSION_HEADER) {
+        let ok = v.to_str().is_ok_and(|v| SUPPORTED_VERSIONS.contains(&v));
+        if !ok {
+            return Err(rpc_error(StatusCode::BAD_REQUEST, None, -32600, "unsupported MCP-Protocol-Version"));
+        }
+    }
+    let body = read_body(req, shared.listen.max_body_bytes, shared.listen.body_read_timeout()).await?;
+    let message = message::parse(&body).map_err(|e| {
+        let id = message::id_of(&body);
+        rpc_error(StatusCode::BAD_REQUEST, id.as_ref(), e.code, &e.message)
+    })?;
+    check_mirrored_headers(&headers, &message)?;
+
+    let is_initialize = matches!(&message, Message::Request { method, .. } if method == "initialize");
+    let session = match headers.get(SESSION_HEADER) {
+        _ if is_initialize => None,
+        None => {
+            return Err(rpc_error(
+                StatusCode::BAD_REQUEST,
+                request_id(&message),
+                -32600,
+                "Mcp-Session-Id header is required after initialize",
+            ));
+        }
+        Some(v) => {
+            let id = v.to_str().unwrap_or("");
+            match shared.sessions.get(id, &identity.name) {
+                Ok(s) => Some(s),
+                Err(_) => {
+                    return Err(rpc_error(
+                        StatusCode::NOT_FOUND,
+                        request_id(&message),
+                        -32001,
+                        "session not found: initialize again",
+                    ));
+                }
+            }
+        }
+    };
+    let ctx = CallContext {
+        identity,
+        source,
+        session,
+        started,
+    };
+    Ok(match dispatch(shared, runtime, &ctx, message).await {
+        Reply::Json(v) => json_response(StatusCode::OK, &v),
+        Reply::Accepted => empty(StatusCode::ACCEPTED),
+        Reply::Initialized { body, session_id } => {
+            let mut resp = json_response(StatusCode::OK, &body);
+            set(&mut resp, http::HeaderName::from_static(SESSION_HEADER), &session_id);
+            resp
+        }
+        Reply::SessionsFull => {
+            let mut resp = plain(StatusCode::SERVICE_UNAVAILABLE, "too many sessions; try again later");
+            set(&mut resp, header::RETRY_AFTER, "5");
+            resp
+        }
+    })
+}
+
+fn delete(shared: &Shared, headers: &HeaderMap, identity: &str) -> Answer {
+    let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
+        return Err(plain(StatusCode::BAD_REQUEST, "DELETE needs an Mcp-Session-Id header"));
+    };
+    match shared.sessions.close(id, identity) {
+        Ok(()) => Ok(empty(StatusCode::OK)),
+        Err(SessionError::NotFound | SessionError::Full) => Err(plain(StatusCode::NOT_FOUND, "session not found")),
+    }
+}
+
+/// The client must accept both JSON and SSE answers (`*/*` counts for both).
+fn check_accept(headers: &HeaderMap) -> Result<(), Response<Body>> {
+    let mut json = false;
+    let mut sse = false;
+    for value in headers.get_all(header::ACCEPT) {
+        for part in value.to_str().unwrap_or("").split(',') {
+            let media = part.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            match media.as_str() {
+                "application/json" | "application/*" => json = true,
+                "text/event-stream" | "text/*" => sse = true,
+                "*/*" => {
+                    json = true;
+                    sse = true;
+                }
+                _ => {}
+            }
+        }
+    }
+    if json && sse {
+        Ok(())
+    } else {
+        Err(plain(
+            StatusCode::NOT_ACCEPTABLE,
+            "Accept must include application/json and text/event-stream",
+        ))
+    }
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), Response<Body>> {
+    let ok = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if ok {
+        Ok(())
+    } else {
+        Err(plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json"))
+    }
+}
+
+/// Newer clients mirror the method and name into headers for intermediaries. We decide on
+/// the body; a request whose headers say something else is refused rather than guessed at.
+fn check_mirrored_headers(headers: &HeaderMap, message: &Message) -> Result<(), Response<Body>> {
+    let (method, params) = match message {
+        Message::Request { method, params, .. } | Message::Notification { method, params } => (method, params),
+        Message::Response { .. } => return Ok(()),
+    };
+    let disagree = |header_name: &str, body_value: Option<&str>| match headers.get(header_name) {
+        None => false,
+        Some(v) => v.to_str().ok() != body_value,
+    };
+    let name = params
+        .as_ref()
+        .and_then(|p| p.get("name").or_else(|| p.get("uri")))
+        .and_then(Value::as_str);
+    if disagree("mcp-method", Some(method)) || disagree("mcp-name", name) {
+        return Err(rpc_error(
+            StatusCode::BAD_REQUEST,
+            request_id(message),
+            -32600,
+            "Mcp-Method / Mcp-Name headers disagree with the message body",
+        ));
+    }
+    Ok(())
+}
+
+async fn read_body(req: Request<Incoming>, max: usize, timeout: Duration) -> Result<Bytes, Response<Body>> {
+    let too_large = || plain(StatusCode::PAYLOAD_TOO_LARGE, &format!("the body is larger than {max} bytes"));
+    if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
+        match len.to_str().ok().and_then(|l| l.parse::<u64>().ok()) {
+            Some(n) if n > max as u64 => return Err(too_large()),
+            Some(_) => {}
+            None => return Err(plain(StatusCode::BAD_REQUEST, "Content-Length is not a number")),
+        }
+    }
+    let collected = tokio::time::timeout(timeout, Limited::new(req.into_body(), max).collect()).await;
+    match collected {
+        Ok(Ok(body)) => Ok(body.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(_)) => Err(plain(StatusCode::BAD_REQUEST, "the request body could not be read")),
+        Err(_) => Err(plain(StatusCode::REQUEST_TIMEOUT, "the request body arrived too slowly")),
+    }
+}
+
+fn request_id(message: &Message) -> Option<&Value> {
+    match message {
+        Message::Request { id, .. } => Some(id),
+        _ => None,
+    }
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    let bytes = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    *resp.status_mut() = status;
+    set(&mut resp, header::CONTENT_TYPE, "application/json");
+    resp
+}
+
+fn rpc_error(status: StatusCode, id: Option<&Value>, code: i64, text: &str) -> Response<Body> {
+    json_response(status, &error_response(id, code, text))
+}
+
+/// A short JSON error for HTTP-level refusals, readable by people and by clients.
+fn plain(status: StatusCode, text: &str) -> Response<Body> {
+    json_response(status, &json!({"error": text}))
+}
+
+fn empty(status: StatusCode) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = status;
+    resp
+}
+
+fn set(resp: &mut Response<Body>, name: impl header::IntoHeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        resp.headers_mut().insert(name, v);
+    }
+}

@@ -1,0 +1,116 @@
+//! Accepting agents: TCP, the connection cap, TLS handshake, then HTTP/1.1 or h2 (ALPN).
+//!
+//! Limits that protect the gateway from a flood live here, before any byte is parsed as
+//! MCP: a connection cap (connections beyond it are closed at once), a deadline for the TLS
+//! handshake and for request headers, header-size caps for both HTTP versions, and a cap on
+//! concurrent h2 streams per connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+
+use crate::audit::Severity;
+
+use super::Shared;
+use super::http::handle;
+
+/// Connections refused because the cap was reached (reported in the log, then reset).
+static REFUSED: AtomicU64 = AtomicU64::new(0);
+
+/// Accepts until `shutdown` turns true, then lets open requests finish.
+pub async fn serve(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(shared.listen.max_connections));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                shared.auditor.event(Severity::Error, format!("fault=accept error={e:?}"));
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            if REFUSED.fetch_add(1, Ordering::Relaxed) % 100 == 0 {
+                shared.auditor.event(
+                    Severity::Warning,
+                    format!(
+                        "limit=connections max={} src={} (refusing connections; logged once per 100)",
+                        shared.listen.max_connections,
+                        peer.ip()
+                    ),
+                );
+            }
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            connection(shared, stream, peer, watcher).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+    }
+}
+
+async fn connection(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let source = peer.ip().to_canonical();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.listen.header_read_timeout)
+        .max_buf_size(shared.listen.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(shared.listen.max_header_bytes as u32)
+        .max_concurrent_streams(64);
+    let service_shared = shared.clone();
+    let service = service_fn(move |req| {
+        let shared = service_shared.clone();
+        async move { handle(&shared, req, source).await }
+    });
+    let tls = shared.runtime.load().tls.clone();
+    match tls {
+        Some(config) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            let handshake = tokio::time::timeout(shared.listen.header_read_timeout, acceptor.accept(stream)).await;
+            let tls_stream = match handshake {
+                Ok(Ok(s)) => s,
+                // Failed or slow handshakes are the client's problem and too common to log
+                // one by one (scanners); they never reach the request path.
+                Ok(Err(_)) | Err(_) => return,
+            };
+            let conn = builder.serve_connection(TokioIo::new(tls_stream), service);
+            let _ = watcher.watch(conn.into_owned()).await;
+        }
+        None => {
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let _ = watcher.watch(conn.into_owned()).await;
+        }
+    }
+}
