@@ -461,7 +461,7 @@ fn bad_id(id: &Value) -> String {
         Value::Number(n) if n.is_u64() => {
             "\"id\" integer is outside the signed 64-bit range".to_string()
         }
-        Value::Number(_) => "\"id\" must be a string or an integer, not a fraction".to_string(),
+        Value::Number(n) => format!("\"id\" must be a string or an integer, not the number {n}"),
         other => format!(
             "\"id\" must be a string or an integer, not {}",
             type_name(other)
@@ -520,5 +520,549 @@ fn quote(s: &str) -> String {
         format!("{quoted}...")
     } else {
         quoted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Expects `body` to be refused with `code` and a message containing `needle`.
+    fn rejects(body: &[u8], code: i64, needle: &str) {
+        match parse(body) {
+            Ok(m) => panic!("accepted {:?}: {m:?}", String::from_utf8_lossy(body)),
+            Err(e) => {
+                assert_eq!(e.code, code, "{:?}: {e}", String::from_utf8_lossy(body));
+                assert!(
+                    e.message.contains(needle),
+                    "{:?}: message {:?} lacks {needle:?}",
+                    String::from_utf8_lossy(body),
+                    e.message
+                );
+            }
+        }
+    }
+
+    /// `depth` nested arrays inside params, so the whole message nests `depth + 2` deep.
+    fn nested(depth: usize) -> String {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"m","params":{{"a":{}{}}}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        )
+    }
+
+    #[test]
+    fn accepts_the_three_kinds() {
+        let cases: &[(&str, Message)] = &[
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+                Message::Request {
+                    id: json!(1),
+                    method: "tools/list".into(),
+                    params: None,
+                },
+            ),
+            (
+                r#" {"jsonrpc":"2.0","id":"a-1","method":"tools/call","params":{"name":"x"}} "#,
+                Message::Request {
+                    id: json!("a-1"),
+                    method: "tools/call".into(),
+                    params: Some(json!({"name": "x"})),
+                },
+            ),
+            (
+                "\r\n\t{\"jsonrpc\":\"2.0\",\"id\":-9223372036854775808,\"method\":\"ping\"}\n",
+                Message::Request {
+                    id: json!(i64::MIN),
+                    method: "ping".into(),
+                    params: None,
+                },
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":9223372036854775807,"method":"ping","params":[1]}"#,
+                Message::Request {
+                    id: json!(i64::MAX),
+                    method: "ping".into(),
+                    params: Some(json!([1])),
+                },
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+                Message::Notification {
+                    method: "notifications/initialized".into(),
+                    params: None,
+                },
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":"s1","result":{}}"#,
+                Message::Response {
+                    id: json!("s1"),
+                    body: json!({"result": {}}),
+                },
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":7,"result":null}"#,
+                Message::Response {
+                    id: json!(7),
+                    body: json!({"result": null}),
+                },
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":7,"error":{"code":-1,"message":"no","data":[1]}}"#,
+                Message::Response {
+                    id: json!(7),
+                    body: json!({"error": {"code": -1, "message": "no", "data": [1]}}),
+                },
+            ),
+            (
+                // Escapes decode; numbers with exponents are fine inside params.
+                r#"{"jsonrpc":"2.0","id":"\u0041","method":"m","params":{"x":1e300,"y":"\ud83d\ude00"}}"#,
+                Message::Request {
+                    id: json!("A"),
+                    method: "m".into(),
+                    params: Some(json!({"x": 1e300, "y": "\u{1F600}"})),
+                },
+            ),
+        ];
+        for (body, want) in cases {
+            assert_eq!(parse(body.as_bytes()).as_ref(), Ok(want), "{body}");
+        }
+    }
+
+    #[test]
+    fn rejects_what_is_not_one_json_value() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", "empty"),
+            (b"   \r\n\t ", "empty"),
+            (
+                b"\xEF\xBB\xBF{\"jsonrpc\":\"2.0\",\"method\":\"m\"}",
+                "byte order mark",
+            ),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\xFF\"}",
+                "offset 35",
+            ),
+            // Overlong encoding of '/' (0xC0 0xAF) is not UTF-8.
+            (
+                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xC0\xAF\"}",
+                "offset 34",
+            ),
+            // CESU-8 surrogate bytes are not UTF-8 either.
+            (
+                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xED\xA0\x80\"}",
+                "offset 34",
+            ),
+            (b"{}{}", "trailing characters"),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"method\":\"m\"} x",
+                "trailing characters",
+            ),
+            (b"x{\"jsonrpc\":\"2.0\",\"method\":\"m\"}", "invalid JSON"),
+            (b"{\"jsonrpc\":\"2.0\",\"method\":\"m\"", "invalid JSON"),
+            (
+                b"\xC2\xA0{\"jsonrpc\":\"2.0\",\"method\":\"m\"}",
+                "invalid JSON",
+            ),
+            (b"{\"jsonrpc\":\"2.0\",\"method\":\"m\",}", "invalid JSON"),
+            (b"{'jsonrpc':'2.0'}", "invalid JSON"),
+            (b"[", "invalid JSON"),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"n\":1e400}}",
+                "out of range",
+            ),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"id\":1e400,\"method\":\"m\"}",
+                "out of range",
+            ),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"id\":NaN,\"method\":\"m\"}",
+                "invalid JSON",
+            ),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\\ud800\"}",
+                "escape",
+            ),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\\udc00x\"}",
+                "escape",
+            ),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"\\ud800\":1}}",
+                "escape",
+            ),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"a\x01b\"}",
+                "control character",
+            ),
+        ];
+        for (body, needle) in cases {
+            rejects(body, PARSE_ERROR, needle);
+        }
+    }
+
+    #[test]
+    fn rejects_duplicate_keys_at_any_depth() {
+        let cases: &[(&str, &str)] = &[
+            (
+                r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"m"}"#,
+                r#"duplicate key "id""#,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","method":"ping"}"#,
+                r#"duplicate key "method""#,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#,
+                r#"duplicate key "name""#,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"rule":1,"rule":2}}}"#,
+                r#"duplicate key "rule""#,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"m","params":{"a":[{"b":{"c":1,"c":1}}]}}"#,
+                r#"duplicate key "c""#,
+            ),
+            // The same key after escapes are decoded.
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","n\u0061me":"b"}}"#,
+                r#"duplicate key "name""#,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"\u006detho\u0064":"m","method":"m"}"#,
+                "duplicate key",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"m","params":{"\/":1,"/":2}}"#,
+                r#"duplicate key "/""#,
+            ),
+            // Repeated even with the same value, and the empty key.
+            (
+                r#"{"jsonrpc":"2.0","method":"m","params":{"":1,"":1}}"#,
+                r#"duplicate key """#,
+            ),
+        ];
+        for (body, needle) in cases {
+            rejects(body.as_bytes(), PARSE_ERROR, needle);
+        }
+        // Same key in sibling objects is fine.
+        assert!(
+            parse(br#"{"jsonrpc":"2.0","method":"m","params":{"a":{"k":1},"b":{"k":1}}}"#).is_ok()
+        );
+    }
+
+    #[test]
+    fn duplicate_key_message_is_escaped_and_bounded() {
+        let key = format!("evil\n{}", "k".repeat(500));
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","method":"m","params":{{{k}:1,{k}:2}}}}"#,
+            k = Value::String(key).to_string()
+        );
+        let e = parse(body.as_bytes()).err().unwrap();
+        assert!(!e.message.contains('\n'), "{}", e.message);
+        assert!(e.message.len() < 200, "{}", e.message);
+    }
+
+    #[test]
+    fn nesting_is_bounded_at_64() {
+        assert!(parse(nested(MAX_DEPTH - 2).as_bytes()).is_ok());
+        rejects(
+            nested(MAX_DEPTH - 1).as_bytes(),
+            PARSE_ERROR,
+            "deeper than 64",
+        );
+        // Far beyond serde_json's own limit of 128, still our clear message.
+        rejects(nested(10_000).as_bytes(), PARSE_ERROR, "deeper than 64");
+        rejects(
+            "[".repeat(100_000).as_bytes(),
+            PARSE_ERROR,
+            "deeper than 64",
+        );
+        // Brackets inside strings (also after escaped quotes) do not count.
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","method":"m","params":{{"s":"\"{}\\"}}}}"#,
+            "[{".repeat(200)
+        );
+        assert!(parse(body.as_bytes()).is_ok(), "{body}");
+        // Exactly 64 objects deep, then 65.
+        let mut v = json!(1);
+        for _ in 0..MAX_DEPTH - 1 {
+            v = json!({ "a": v });
+        }
+        let ok = json!({"jsonrpc": "2.0", "method": "m", "params": v});
+        assert!(parse(ok.to_string().as_bytes()).is_ok());
+        let deep = json!({"jsonrpc": "2.0", "method": "m", "params": {"a": v}});
+        rejects(deep.to_string().as_bytes(), PARSE_ERROR, "deeper than 64");
+    }
+
+    #[test]
+    fn rejects_batches_and_non_objects() {
+        let cases: &[(&str, &str)] = &[
+            ("[]", "batches are not supported"),
+            (
+                r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#,
+                "batches are not supported",
+            ),
+            (" [ ] ", "batches are not supported"),
+            ("null", "must be a JSON object"),
+            ("1", "must be a JSON object"),
+            (r#""{}""#, "must be a JSON object"),
+            ("true", "must be a JSON object"),
+        ];
+        for (body, needle) in cases {
+            rejects(body.as_bytes(), INVALID_REQUEST, needle);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_shapes() {
+        let cases: &[(&str, &str)] = &[
+            ("{}", "missing \"jsonrpc\""),
+            (r#"{"id":1,"method":"m"}"#, "missing \"jsonrpc\""),
+            (
+                r#"{"jsonrpc":"1.0","id":1,"method":"m"}"#,
+                "exactly \"2.0\"",
+            ),
+            (
+                r#"{"jsonrpc":"2.0 ","id":1,"method":"m"}"#,
+                "exactly \"2.0\"",
+            ),
+            (r#"{"jsonrpc":2.0,"id":1,"method":"m"}"#, "exactly \"2.0\""),
+            (r#"{"jsonrpc":null,"id":1,"method":"m"}"#, "exactly \"2.0\""),
+            (r#"{"jsonrpc":"2.0","id":null,"method":"m"}"#, "not null"),
+            (
+                r#"{"jsonrpc":"2.0","id":1.5,"method":"m"}"#,
+                "not the number",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1.0,"method":"m"}"#,
+                "not the number",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1e3,"method":"m"}"#,
+                "not the number",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":-0,"method":"m"}"#,
+                "not the number -0.0",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":true,"method":"m"}"#,
+                "not a boolean",
+            ),
+            (r#"{"jsonrpc":"2.0","id":{},"method":"m"}"#, "not an object"),
+            (r#"{"jsonrpc":"2.0","id":[1],"method":"m"}"#, "not an array"),
+            (
+                r#"{"jsonrpc":"2.0","id":9223372036854775808,"method":"m"}"#,
+                "signed 64-bit",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":18446744073709551615,"method":"m"}"#,
+                "signed 64-bit",
+            ),
+            // Beyond u64 serde_json reads an integer literal as a float.
+            (
+                r#"{"jsonrpc":"2.0","id":99999999999999999999,"method":"m"}"#,
+                "id",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":-9223372036854775809,"method":"m"}"#,
+                "id",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":7}"#,
+                "\"method\" must be a non-empty string",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":""}"#,
+                "\"method\" must be a non-empty string",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":null}"#,
+                "\"method\" must be a non-empty string",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"m","params":"x"}"#,
+                "\"params\" must be",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"m","params":null}"#,
+                "\"params\" must be",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"m","params":3}"#,
+                "\"params\" must be",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"m","extra":1}"#,
+                "unknown top-level member \"extra\"",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"m","_meta":{}}"#,
+                "unknown top-level member \"_meta\"",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"m","Method":"x"}"#,
+                "unknown top-level member \"Method\"",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"m","result":{}}"#,
+                "must not carry \"result\"",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"m","error":{"code":1,"message":"x"}}"#,
+                "must not carry",
+            ),
+            (r#"{"jsonrpc":"2.0","id":1}"#, "missing \"method\""),
+            (r#"{"jsonrpc":"2.0"}"#, "missing \"method\""),
+            (r#"{"jsonrpc":"2.0","params":{}}"#, "missing \"method\""),
+            (r#"{"jsonrpc":"2.0","result":{}}"#, "must carry an \"id\""),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"result":{},"error":{"code":1,"message":"x"}}"#,
+                "not both",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"result":{},"params":{}}"#,
+                "must not carry \"params\"",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"error":"boom"}"#,
+                "\"error\" must be an object",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"error":{"message":"x"}}"#,
+                "error.code",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"error":{"code":1.5,"message":"x"}}"#,
+                "error.code",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"error":{"code":1}}"#,
+                "error.message",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x","x":1}}"#,
+                "unknown member \"x\"",
+            ),
+        ];
+        for (body, needle) in cases {
+            rejects(body.as_bytes(), INVALID_REQUEST, needle);
+        }
+    }
+
+    #[test]
+    fn to_value_is_canonical() {
+        let cases: &[(&str, Value)] = &[
+            (
+                r#"  {"method":"tools/call","params":{"name":"t","arguments":{}},"id":3,"jsonrpc":"2.0"}"#,
+                json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"t","arguments":{}}}),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1}}"#,
+                json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1}}),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":"r","result":{"a":1}}"#,
+                json!({"jsonrpc":"2.0","id":"r","result":{"a":1}}),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":"r","error":{"code":-32601,"message":"nope"}}"#,
+                json!({"jsonrpc":"2.0","id":"r","error":{"code":-32601,"message":"nope"}}),
+            ),
+        ];
+        for (body, want) in cases {
+            let message = parse(body.as_bytes()).unwrap();
+            assert_eq!(&message.to_value(), want, "{body}");
+            // What is forwarded parses back to the same message.
+            let again = parse(message.to_value().to_string().as_bytes()).unwrap();
+            assert_eq!(again, message);
+        }
+    }
+
+    #[test]
+    fn accessors() {
+        let req = parse(br#"{"jsonrpc":"2.0","id":1,"method":"m","params":{"a":1}}"#).unwrap();
+        assert_eq!(req.id(), Some(&json!(1)));
+        assert_eq!(req.method(), Some("m"));
+        assert_eq!(req.params(), Some(&json!({"a": 1})));
+        assert!(!req.is_error_response());
+        let note = parse(br#"{"jsonrpc":"2.0","method":"n"}"#).unwrap();
+        assert_eq!(
+            (note.id(), note.method(), note.params()),
+            (None, Some("n"), None)
+        );
+        let err = parse(br#"{"jsonrpc":"2.0","id":2,"error":{"code":1,"message":"x"}}"#).unwrap();
+        assert_eq!((err.id(), err.method()), (Some(&json!(2)), None));
+        assert!(err.is_error_response());
+    }
+
+    #[test]
+    fn id_of_is_best_effort() {
+        let cases: &[(&[u8], Option<Value>)] = &[
+            (br#"{"jsonrpc":"1.0","id":5,"method":"m"}"#, Some(json!(5))),
+            (br#"{"id":"x","extra":1}"#, Some(json!("x"))),
+            (
+                br#"{"jsonrpc":"2.0","id":1,"method":"m","params":"x"}"#,
+                Some(json!(1)),
+            ),
+            (br#"{"id":null}"#, None),
+            (br#"{"id":1.5}"#, None),
+            (br#"{"id":{"a":1}}"#, None),
+            (br#"{"id":9223372036854775808}"#, None),
+            (br#"{"id":1,"id":2}"#, None),
+            (br#"{"id":1"#, None),
+            (br#"[{"id":1}]"#, None),
+            (b"\xEF\xBB\xBF{\"id\":1}", None),
+            (b"{\"id\":1,\"x\":\"\xFF\"}", None),
+            (b"", None),
+        ];
+        for (body, want) in cases {
+            assert_eq!(&id_of(body), want, "{:?}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn response_builders() {
+        assert_eq!(
+            error_response(Some(&json!(4)), INVALID_PARAMS, "Unknown tool: x"),
+            json!({"jsonrpc":"2.0","id":4,"error":{"code":-32602,"message":"Unknown tool: x"}})
+        );
+        assert_eq!(
+            error_response(None, PARSE_ERROR, "bad"),
+            json!({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"bad"}})
+        );
+        assert_eq!(
+            result_response(&json!("a"), json!({"tools": []})),
+            json!({"jsonrpc":"2.0","id":"a","result":{"tools":[]}})
+        );
+        // A builder's output is itself a message the parser accepts.
+        let built = error_response(Some(&json!(4)), -32602, "x").to_string();
+        assert!(parse(built.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn forwardable_notifications() {
+        for method in [
+            "notifications/initialized",
+            "notifications/cancelled",
+            "notifications/progress",
+            "notifications/roots/list_changed",
+        ] {
+            assert!(is_forwardable_notification(method), "{method}");
+        }
+        for method in [
+            "tools/call",
+            "notifications/message",
+            "notifications/tools/list_changed",
+            "notifications/initialized ",
+            "Notifications/initialized",
+            "notifications/",
+            "",
+        ] {
+            assert!(!is_forwardable_notification(method), "{method}");
+        }
     }
 }

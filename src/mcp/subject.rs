@@ -223,3 +223,251 @@ fn reference_of(params: &Map<String, Value>) -> Result<&str, SubjectError> {
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Runs `subject_of` on a method and params written as JSON.
+    fn subject(method: &str, params: &Value) -> Result<(String, Option<String>), SubjectError> {
+        let params = (!params.is_null()).then_some(params);
+        subject_of(method, params).map(|s| (s.kind().to_string(), s.name().map(str::to_string)))
+    }
+
+    #[test]
+    fn extracts_subjects() {
+        let cases: &[(&str, Value, &str, Option<&str>)] = &[
+            (
+                "tools/call",
+                json!({"name": "firewall_list_rules"}),
+                "tool",
+                Some("firewall_list_rules"),
+            ),
+            (
+                "tools/call",
+                json!({"name": "t", "arguments": {"a": [1]}}),
+                "tool",
+                Some("t"),
+            ),
+            (
+                "tools/call",
+                json!({"name": "t", "arguments": {}, "_meta": {"progressToken": 1}}),
+                "tool",
+                Some("t"),
+            ),
+            (
+                "prompts/get",
+                json!({"name": "p", "arguments": {"k": "v"}}),
+                "prompt",
+                Some("p"),
+            ),
+            ("prompts/get", json!({"name": "p"}), "prompt", Some("p")),
+            (
+                "resources/read",
+                json!({"uri": "file:///etc/pf.conf"}),
+                "resource",
+                Some("file:///etc/pf.conf"),
+            ),
+            (
+                "resources/subscribe",
+                json!({"uri": "x://a"}),
+                "resource",
+                Some("x://a"),
+            ),
+            (
+                "resources/unsubscribe",
+                json!({"uri": "x://a"}),
+                "resource",
+                Some("x://a"),
+            ),
+            (
+                "completion/complete",
+                json!({"ref": {"type": "ref/prompt", "name": "p"}, "argument": {"name": "a", "value": ""}}),
+                "completion",
+                Some("p"),
+            ),
+            (
+                "completion/complete",
+                json!({"ref": {"type": "ref/resource", "uri": "x://{id}"}}),
+                "completion",
+                Some("x://{id}"),
+            ),
+            (
+                "initialize",
+                json!({"protocolVersion": "2025-06-18"}),
+                "method",
+                None,
+            ),
+            ("tools/list", Value::Null, "method", None),
+            ("ping", json!([1, 2]), "method", None),
+            ("notifications/initialized", Value::Null, "method", None),
+            ("Tools/call", json!("anything"), "method", None),
+        ];
+        for (method, params, kind, name) in cases {
+            let got = subject(method, params);
+            assert_eq!(
+                got,
+                Ok((kind.to_string(), name.map(str::to_string))),
+                "{method} {params}"
+            );
+        }
+    }
+
+    #[test]
+    fn tool_subject_borrows_arguments() {
+        let params = json!({"name": "t", "arguments": {"rule": 7}});
+        let Ok(Subject::Tool { name, arguments }) = subject_of("tools/call", Some(&params)) else {
+            panic!("not a tool");
+        };
+        assert_eq!(name, "t");
+        assert_eq!(arguments.and_then(|a| a.get("rule")), Some(&json!(7)));
+        assert_eq!(
+            subject_of("ping", None),
+            Ok(Subject::Method { method: "ping" })
+        );
+    }
+
+    #[test]
+    fn names_are_not_normalized() {
+        for name in [
+            "Firewall_delete_rule",
+            " firewall_delete_rule",
+            "firewall_delete_rule ",
+            "firewall_delete_rule\n",
+            "fіrewall_delete_rule", // Cyrillic і (U+0456)
+            "firewall_delete_rule\u{200b}",
+            "firewall_delete_rul\u{0065}\u{0301}",
+        ] {
+            let params = json!({"name": name});
+            let subject = subject_of("tools/call", Some(&params));
+            assert_eq!(subject.as_ref().map(Subject::name), Ok(Some(name)));
+            assert_ne!(
+                subject.ok().and_then(|s| s.name().map(str::to_string)),
+                Some("firewall_delete_rule".into())
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_bad_params() {
+        let long = "x".repeat(MAX_NAME_BYTES + 1);
+        let longest = "x".repeat(MAX_NAME_BYTES);
+        // 86 three-byte characters: 258 bytes, 86 chars.
+        let long_utf8 = "\u{20ac}".repeat(86);
+        let cases: &[(&str, Value, &str)] = &[
+            ("tools/call", Value::Null, "params are required"),
+            (
+                "tools/call",
+                json!([{"name": "t"}]),
+                "params must be an object",
+            ),
+            ("tools/call", json!({}), "params.name is required"),
+            ("tools/call", json!({"name": ""}), "must not be empty"),
+            (
+                "tools/call",
+                json!({"name": 1}),
+                "params.name must be a string",
+            ),
+            (
+                "tools/call",
+                json!({"name": null}),
+                "params.name must be a string",
+            ),
+            (
+                "tools/call",
+                json!({"name": ["t"]}),
+                "params.name must be a string",
+            ),
+            ("tools/call", json!({"name": long}), "longer than 256 bytes"),
+            (
+                "tools/call",
+                json!({"name": long_utf8}),
+                "longer than 256 bytes",
+            ),
+            (
+                "tools/call",
+                json!({"name": "t", "arguments": []}),
+                "arguments must be an object",
+            ),
+            (
+                "tools/call",
+                json!({"name": "t", "arguments": "{}"}),
+                "arguments must be an object",
+            ),
+            (
+                "tools/call",
+                json!({"name": "t", "arguments": null}),
+                "arguments must be an object",
+            ),
+            (
+                "prompts/get",
+                json!({"arguments": {}}),
+                "params.name is required",
+            ),
+            (
+                "prompts/get",
+                json!({"name": "p", "arguments": [1]}),
+                "arguments must be an object",
+            ),
+            ("resources/read", json!({}), "params.uri is required"),
+            ("resources/read", json!({"uri": ""}), "must not be empty"),
+            (
+                "resources/subscribe",
+                json!({"uri": 5}),
+                "params.uri must be a string",
+            ),
+            (
+                "resources/unsubscribe",
+                json!("x://a"),
+                "params must be an object",
+            ),
+            ("completion/complete", json!({}), "params.ref is required"),
+            (
+                "completion/complete",
+                json!({"ref": "p"}),
+                "params.ref must be an object",
+            ),
+            (
+                "completion/complete",
+                json!({"ref": {"name": "p"}}),
+                "params.ref.type",
+            ),
+            (
+                "completion/complete",
+                json!({"ref": {"type": "ref/tool", "name": "p"}}),
+                "params.ref.type",
+            ),
+            (
+                "completion/complete",
+                json!({"ref": {"type": "ref/prompt", "uri": "x://a"}}),
+                "params.ref.name",
+            ),
+            (
+                "completion/complete",
+                json!({"ref": {"type": "ref/resource", "name": "p"}}),
+                "params.ref.uri",
+            ),
+            (
+                "completion/complete",
+                json!({"ref": {"type": "ref/prompt", "name": ""}}),
+                "params.ref.name",
+            ),
+        ];
+        for (method, params, needle) in cases {
+            match subject(method, params) {
+                Ok(s) => panic!("{method} {params}: accepted as {s:?}"),
+                Err(e) => {
+                    assert_eq!(e.code, -32602, "{method} {params}");
+                    assert!(
+                        e.message.contains(needle),
+                        "{method} {params}: {}",
+                        e.message
+                    );
+                    assert!(e.message.starts_with(method), "{}", e.message);
+                }
+            }
+        }
+        assert!(subject("tools/call", &json!({"name": longest})).is_ok());
+    }
+}
