@@ -1066,13 +1066,3 @@ mod tests {
         }
     }
 }
-
-// TEMPORARY stubs (replaced by the wt-mcp branch).
-pub fn id_of(_body: &[u8]) -> Option<Value> { None }
-pub fn error_response(id: Option<&Value>, code: i64, message: &str) -> Value {
-    serde_json::json!({"jsonrpc":"2.0","id":id.cloned().unwrap_or(Value::Null),"error":{"code":code,"message":message}})
-}
-pub fn result_response(id: &Value, result: Value) -> Value {
-    serde_json::json!({"jsonrpc":"2.0","id":id,"result":result})
-}
-impl Message { pub fn to_value(&self) -> Value { Value::Null } }
