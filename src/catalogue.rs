@@ -103,7 +103,10 @@ mod tests {
 
     #[test]
     fn nearest_finds_typos() {
-        assert_eq!(nearest("openvpn_disconect_client"), Some("openvpn_disconnect_client"));
+        assert_eq!(
+            nearest("openvpn_disconect_client"),
+            Some("openvpn_disconnect_client")
+        );
         assert_eq!(nearest("zzzzzzzzzzzzzzzz"), None);
     }
 }

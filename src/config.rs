@@ -42,7 +42,9 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.position {
-            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.file.display(), self.message),
+            Some((line, col)) => {
+                write!(f, "{}:{line}:{col}: {}", self.file.display(), self.message)
+            }
             None => write!(f, "{}: {}", self.file.display(), self.message),
         }
     }
@@ -298,7 +300,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 
 fn resolve(base: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
-    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
 }
 
 fn bounded(
@@ -371,9 +377,20 @@ fn validate_listen(
     Ok(ListenConfig {
         address,
         tls,
-        max_body_bytes: bounded(map, s.max_body_bytes, "max_body_bytes", 1 << 20, 256..(64 << 20))? as usize,
-        max_header_bytes: bounded(map, s.max_header_bytes, "max_header_bytes", 16 << 10, 1024..(1 << 20))?
-            as usize,
+        max_body_bytes: bounded(
+            map,
+            s.max_body_bytes,
+            "max_body_bytes",
+            1 << 20,
+            256..(64 << 20),
+        )? as usize,
+        max_header_bytes: bounded(
+            map,
+            s.max_header_bytes,
+            "max_header_bytes",
+            16 << 10,
+            1024..(1 << 20),
+        )? as usize,
         header_read_timeout: Duration::from_millis(bounded(
             map,
             s.header_read_timeout_ms,
@@ -381,7 +398,8 @@ fn validate_listen(
             10_000,
             100..600_001,
         )?),
-        max_connections: bounded(map, s.max_connections, "max_connections", 256, 1..100_001)? as usize,
+        max_connections: bounded(map, s.max_connections, "max_connections", 256, 1..100_001)?
+            as usize,
         max_sessions: bounded(map, s.max_sessions, "max_sessions", 1024, 1..1_000_001)? as usize,
         session_idle_timeout: Duration::from_secs(bounded(
             map,
@@ -434,7 +452,9 @@ fn validate_upstream(
         }
         (None, Some(url)) => {
             let u = url.get_ref();
-            if !(u.starts_with("http://") || u.starts_with("https://")) || u.parse::<http::Uri>().is_err() {
+            if !(u.starts_with("http://") || u.starts_with("https://"))
+                || u.parse::<http::Uri>().is_err()
+            {
                 return Err(map.error(
                     Some(url.span()),
                     format!("upstream.url {u:?} is not an http:// or https:// URL"),
@@ -446,7 +466,9 @@ fn validate_upstream(
                     "args, env and env_file belong to a `command` upstream, not a `url` one",
                 ));
             }
-            UpstreamKind::Http { url: url.into_inner() }
+            UpstreamKind::Http {
+                url: url.into_inner(),
+            }
         }
         (Some(_), Some(url)) => {
             return Err(map.error(
@@ -480,7 +502,11 @@ pub fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
         };
         let k = k.trim();
         if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("{}:{}: {k:?} is not a variable name", path.display(), n + 1));
+            return Err(format!(
+                "{}:{}: {k:?} is not a variable name",
+                path.display(),
+                n + 1
+            ));
         }
         let v = v.trim();
         let v = v
@@ -523,7 +549,10 @@ fn validate_identities(
             ));
         }
         if out.iter().any(|i| &*i.name == name.as_str()) {
-            return Err(map.error(Some(s.name.span()), format!("identity {name:?} is defined twice")));
+            return Err(map.error(
+                Some(s.name.span()),
+                format!("identity {name:?} is defined twice"),
+            ));
         }
         if s.token_sha256.is_empty() {
             return Err(map.error(
@@ -533,7 +562,8 @@ fn validate_identities(
         }
         let mut tokens = Vec::new();
         for t in &s.token_sha256 {
-            let hash = TokenHash::from_hex(t.get_ref()).map_err(|m| map.error(Some(t.span()), m))?;
+            let hash =
+                TokenHash::from_hex(t.get_ref()).map_err(|m| map.error(Some(t.span()), m))?;
             if out.iter().any(|i| i.tokens.contains(&hash)) || tokens.contains(&hash) {
                 return Err(map.error(Some(t.span()), "this token hash is used twice"));
             }
@@ -565,7 +595,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("mcpgw-env-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("e.env");
-        std::fs::write(&f, "# c\nOPNSENSE_HOST=\"https://fw\"\nexport KEY='k'\n\nSECRET=s=1\n").unwrap();
+        std::fs::write(
+            &f,
+            "# c\nOPNSENSE_HOST=\"https://fw\"\nexport KEY='k'\n\nSECRET=s=1\n",
+        )
+        .unwrap();
         let env = read_env_file(&f).unwrap();
         assert_eq!(env["OPNSENSE_HOST"], "https://fw");
         assert_eq!(env["KEY"], "k");

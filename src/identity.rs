@@ -124,7 +124,10 @@ mod tests {
             tokens: vec![TokenHash::from_hex(&hash.to_hex()).unwrap()],
             span: 0..0,
         }]);
-        assert_eq!(table.authenticate(token.as_bytes()).unwrap().name.as_ref(), "agent");
+        assert_eq!(
+            table.authenticate(token.as_bytes()).unwrap().name.as_ref(),
+            "agent"
+        );
         assert!(table.authenticate(b"mcpgw_wrong").is_none());
         assert!(table.authenticate(b"").is_none());
     }

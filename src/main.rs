@@ -56,7 +56,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config } => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("mcpgw: cannot start the async runtime: {e}");
@@ -101,11 +104,14 @@ fn check(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(files) = &config.listen.tls {
-        if let Err(e) = mcpgw::server::tls::server_config(files) {
-            eprintln!("{}: {e}", path.display());
-            return ExitCode::FAILURE;
-        }
+    if let Some(Err(e)) = config
+        .listen
+        .tls
+        .as_ref()
+        .map(mcpgw::server::tls::server_config)
+    {
+        eprintln!("{}: {e}", path.display());
+        return ExitCode::FAILURE;
     }
     for warning in config.policy.warnings() {
         eprintln!("{}: warning: {warning}", path.display());

@@ -72,7 +72,10 @@ pub struct Limiter {
 
 impl std::fmt::Debug for Limiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Limiter").field("spec", &self.spec).field("rule", &self.rule).finish()
+        f.debug_struct("Limiter")
+            .field("spec", &self.spec)
+            .field("rule", &self.rule)
+            .finish()
     }
 }
 

@@ -333,13 +333,14 @@ impl Policy {
             let span = name.span();
             let name = name.into_inner();
             check_tool_name(&name).map_err(|m| src.map.error(Some(span.clone()), m))?;
-            if let Some(existing) = tools.get(&name) {
-                if existing.action != Action::Hide {
-                    return Err(src.map.error(
-                        Some(span),
-                        format!("tool {name:?} is in `hide` and also has a rule of its own: keep one"),
-                    ));
-                }
+            if tools
+                .get(&name)
+                .is_some_and(|existing| existing.action != Action::Hide)
+            {
+                return Err(src.map.error(
+                    Some(span),
+                    format!("tool {name:?} is in `hide` and also has a rule of its own: keep one"),
+                ));
             }
             tools.insert(
                 name.clone(),
@@ -375,7 +376,8 @@ impl Policy {
                 } else {
                     Decision::Deny {
                         rule: PROTOCOL_RULE.into(),
-                        reason: format!("method {method:?} is not supported through the gateway").into(),
+                        reason: format!("method {method:?} is not supported through the gateway")
+                            .into(),
                         visible: false,
                     }
                 }

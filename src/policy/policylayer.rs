@@ -60,7 +60,10 @@ pub fn parse(map: &SourceMap) -> Result<PolicySection, ConfigError> {
     if file.version != "1" {
         return Err(map.error(
             None,
-            format!("PolicyLayer policy version {:?} is not supported (only \"1\")", file.version),
+            format!(
+                "PolicyLayer policy version {:?} is not supported (only \"1\")",
+                file.version
+            ),
         ));
     }
     // JSON values carry no spans through this conversion; errors point at the file.

@@ -67,7 +67,10 @@ fn tool_rules_decide_as_written() {
     let a = who("a");
     let cases: &[(&str, &str)] = &[
         ("firewall_list_rules", "allow tools.firewall_list_rules"),
-        ("firewall_delete_rule", "deny tools.firewall_delete_rule visible"),
+        (
+            "firewall_delete_rule",
+            "deny tools.firewall_delete_rule visible",
+        ),
         ("ssh_execute", "hide hide"),
         ("nat_list_rules", "deny default invisible"),
         // Exact bytes only: case, whitespace and look-alikes are other, unknown tools.
@@ -80,7 +83,10 @@ fn tool_rules_decide_as_written() {
         let got = match p.decide(&a, &tool(name)) {
             Decision::Allow { rule } => format!("allow {rule}"),
             Decision::Deny { rule, visible, .. } => {
-                format!("deny {rule} {}", if visible { "visible" } else { "invisible" })
+                format!(
+                    "deny {rule} {}",
+                    if visible { "visible" } else { "invisible" }
+                )
             }
             Decision::Hide { rule } => format!("hide {rule}"),
             Decision::Limited { rule, .. } => format!("limit {rule}"),
@@ -132,9 +138,15 @@ fn visibility_follows_rules() {
     let p = policy(SAMPLE).unwrap();
     let a = who("a");
     assert!(p.tool_visible(&a, "firewall_list_rules"));
-    assert!(p.tool_visible(&a, "firewall_delete_rule"), "denied tools stay visible with a reason");
+    assert!(
+        p.tool_visible(&a, "firewall_delete_rule"),
+        "denied tools stay visible with a reason"
+    );
     assert!(!p.tool_visible(&a, "ssh_execute"));
-    assert!(!p.tool_visible(&a, "nat_list_rules"), "default-denied tools are not listed");
+    assert!(
+        !p.tool_visible(&a, "nat_list_rules"),
+        "default-denied tools are not listed"
+    );
     let open = policy("[policy]\ndefault = \"allow\"\nhide = [\"ssh_execute\"]\n").unwrap();
     assert!(open.tool_visible(&a, "nat_list_rules"));
     assert!(!open.tool_visible(&a, "ssh_execute"));
@@ -144,29 +156,66 @@ fn visibility_follows_rules() {
 fn protocol_methods_pass_and_unknown_methods_do_not() {
     let p = policy(SAMPLE).unwrap();
     let a = who("a");
-    for m in ["initialize", "ping", "tools/list", "notifications/initialized"] {
-        assert!(p.decide(&a, &Subject::Method { method: m }).is_allow(), "{m}");
+    for m in [
+        "initialize",
+        "ping",
+        "tools/list",
+        "notifications/initialized",
+    ] {
+        assert!(
+            p.decide(&a, &Subject::Method { method: m }).is_allow(),
+            "{m}"
+        );
     }
     for m in ["tools/Call", "sampling/createMessage", "admin/shutdown", ""] {
-        assert!(matches!(
-            p.decide(&a, &Subject::Method { method: m }),
-            Decision::Deny { visible: false, .. }
-        ), "{m}");
+        assert!(
+            matches!(
+                p.decide(&a, &Subject::Method { method: m }),
+                Decision::Deny { visible: false, .. }
+            ),
+            "{m}"
+        );
     }
-    assert!(!p.decide(&a, &Subject::Resource { uri: "file:///etc/passwd" }).is_allow());
+    assert!(
+        !p.decide(
+            &a,
+            &Subject::Resource {
+                uri: "file:///etc/passwd"
+            }
+        )
+        .is_allow()
+    );
 }
 
 #[test]
 fn bad_policies_are_rejected_with_a_place() {
     let cases: &[(&str, &str)] = &[
         ("[policy]\ndefault = \"maybe\"\n", "test.toml:2:11"),
-        ("[policy]\n[policy.tools.x]\naction = \"deny\"\nlimits = [{max = 1, per = \"minute\"}]\n", "limits apply only to allowed tools"),
-        ("[policy]\n[policy.tools.x]\nlimits = [{max = 0, per = \"minute\"}]\n", "max = 0"),
-        ("[policy]\n[policy.tools.x]\nlimits = [{max = 1, per = \"fortnight\"}]\n", "fortnight"),
+        (
+            "[policy]\n[policy.tools.x]\naction = \"deny\"\nlimits = [{max = 1, per = \"minute\"}]\n",
+            "limits apply only to allowed tools",
+        ),
+        (
+            "[policy]\n[policy.tools.x]\nlimits = [{max = 0, per = \"minute\"}]\n",
+            "max = 0",
+        ),
+        (
+            "[policy]\n[policy.tools.x]\nlimits = [{max = 1, per = \"fortnight\"}]\n",
+            "fortnight",
+        ),
         ("[policy]\n[policy.tools.x]\nactoin = \"deny\"\n", "actoin"),
-        ("[policy]\n[policy.tools.\"bad name\"]\n", "not a valid MCP tool name"),
-        ("[policy]\nhide = [\"x\"]\n[policy.tools.x]\naction = \"allow\"\n", "also has a rule"),
-        ("[policy]\n[policy.tools.x]\nreason = \"r\"\n", "reason but is not denied"),
+        (
+            "[policy]\n[policy.tools.\"bad name\"]\n",
+            "not a valid MCP tool name",
+        ),
+        (
+            "[policy]\nhide = [\"x\"]\n[policy.tools.x]\naction = \"allow\"\n",
+            "also has a rule",
+        ),
+        (
+            "[policy]\n[policy.tools.x]\nreason = \"r\"\n",
+            "reason but is not denied",
+        ),
         (
             "[policy]\n[policy.tools.x]\nlimits = [{max = 1, per = \"minute\", counter = \"c\"}]\n[policy.tools.y]\nlimits = [{max = 2, per = \"minute\", counter = \"c\"}]\n",
             "one counter is one bucket",
@@ -195,7 +244,11 @@ fn shared_counters_share_one_bucket() {
 fn unknown_tools_warn_with_the_nearest_name() {
     let p = policy("[policy]\n[policy.tools.openvpn_disconect_client]\n").unwrap();
     assert_eq!(p.warnings().len(), 1);
-    assert!(p.warnings()[0].contains("openvpn_disconnect_client"), "{:?}", p.warnings());
+    assert!(
+        p.warnings()[0].contains("openvpn_disconnect_client"),
+        "{:?}",
+        p.warnings()
+    );
 }
 
 #[test]
@@ -211,12 +264,25 @@ fn the_product_pages_policy_json_behaves_as_its_page_says() {
         .filter(|_| p.decide(&g, &tool("openvpn_disconnect_client")).is_allow())
         .count();
     assert_eq!(allowed, 10, "10 calls a minute per grant");
-    assert!(p.decide(&who("grant-2"), &tool("openvpn_disconnect_client")).is_allow());
-    assert!(!p.decide(&g, &tool("firewall_list_rules")).is_allow(), "everything else denied");
+    assert!(
+        p.decide(&who("grant-2"), &tool("openvpn_disconnect_client"))
+            .is_allow()
+    );
+    assert!(
+        !p.decide(&g, &tool("firewall_list_rules")).is_allow(),
+        "everything else denied"
+    );
     assert!(!p.tool_visible(&g, "firewall_list_rules"));
     assert!(p.tool_visible(&g, "openvpn_disconnect_client"));
 
-    std::fs::write(dir.join("policy.json"), json.replace("\"max\"", "\"maximum\"")).unwrap();
+    std::fs::write(
+        dir.join("policy.json"),
+        json.replace("\"max\"", "\"maximum\""),
+    )
+    .unwrap();
     let err = policy_in(&dir, text).unwrap_err().to_string();
-    assert!(err.contains("policy.json") && err.contains("maximum"), "{err}");
+    assert!(
+        err.contains("policy.json") && err.contains("maximum"),
+        "{err}"
+    );
 }

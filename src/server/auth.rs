@@ -8,8 +8,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::num::NonZeroU32;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
@@ -66,7 +66,9 @@ impl FailureLimiter {
     /// Counts one failure of `addr`; returns the wait if that used up its budget.
     fn fail(&self, addr: IpAddr) -> Option<Duration> {
         let not_until = self.limiter.check_key(&addr).err()?;
-        let wait = not_until.wait_time_from(self.clock.now()).max(Duration::from_secs(1));
+        let wait = not_until
+            .wait_time_from(self.clock.now())
+            .max(Duration::from_secs(1));
         if let Ok(mut map) = self.throttled.lock() {
             map.insert(addr, Instant::now() + wait);
         }
@@ -154,11 +156,32 @@ mod tests {
     fn bearer_tokens_authenticate() {
         let (t, f) = (table(), FailureLimiter::new(100));
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        assert_eq!(authenticate(&headers(&["Bearer s3cret"]), ip, &t, &f).unwrap().name.as_ref(), "agent");
-        assert_eq!(authenticate(&headers(&["bearer  s3cret "]), ip, &t, &f).unwrap().name.as_ref(), "agent");
-        assert_eq!(authenticate(&headers(&[]), ip, &t, &f), Err(AuthError::Missing));
-        assert_eq!(authenticate(&headers(&["Bearer nope"]), ip, &t, &f), Err(AuthError::Invalid));
-        assert_eq!(authenticate(&headers(&["Basic s3cret"]), ip, &t, &f), Err(AuthError::Missing));
+        assert_eq!(
+            authenticate(&headers(&["Bearer s3cret"]), ip, &t, &f)
+                .unwrap()
+                .name
+                .as_ref(),
+            "agent"
+        );
+        assert_eq!(
+            authenticate(&headers(&["bearer  s3cret "]), ip, &t, &f)
+                .unwrap()
+                .name
+                .as_ref(),
+            "agent"
+        );
+        assert_eq!(
+            authenticate(&headers(&[]), ip, &t, &f),
+            Err(AuthError::Missing)
+        );
+        assert_eq!(
+            authenticate(&headers(&["Bearer nope"]), ip, &t, &f),
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(
+            authenticate(&headers(&["Basic s3cret"]), ip, &t, &f),
+            Err(AuthError::Missing)
+        );
         assert_eq!(
             authenticate(&headers(&["Bearer s3cret", "Bearer s3cret"]), ip, &t, &f),
             Err(AuthError::Missing)
@@ -171,7 +194,10 @@ mod tests {
         let bad: IpAddr = "192.0.2.1".parse().unwrap();
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         for _ in 0..3 {
-            assert_eq!(authenticate(&headers(&["Bearer x"]), bad, &t, &f), Err(AuthError::Invalid));
+            assert_eq!(
+                authenticate(&headers(&["Bearer x"]), bad, &t, &f),
+                Err(AuthError::Invalid)
+            );
         }
         assert!(matches!(
             authenticate(&headers(&["Bearer x"]), bad, &t, &f),
@@ -182,6 +208,9 @@ mod tests {
             authenticate(&headers(&["Bearer s3cret"]), bad, &t, &f),
             Err(AuthError::Throttled(_))
         ));
-        assert_eq!(authenticate(&headers(&["Bearer x"]), other, &t, &f), Err(AuthError::Invalid));
+        assert_eq!(
+            authenticate(&headers(&["Bearer x"]), other, &t, &f),
+            Err(AuthError::Invalid)
+        );
     }
 }

@@ -57,9 +57,16 @@ pub enum Reply {
 }
 
 /// Handles one message. `runtime` is the policy snapshot the whole request is decided under.
-pub async fn dispatch(shared: &Shared, runtime: &Runtime, ctx: &CallContext, message: Message) -> Reply {
+pub async fn dispatch(
+    shared: &Shared,
+    runtime: &Runtime,
+    ctx: &CallContext,
+    message: Message,
+) -> Reply {
     match message {
-        Message::Request { id, method, params } => request(shared, runtime, ctx, id, &method, params).await,
+        Message::Request { id, method, params } => {
+            request(shared, runtime, ctx, id, &method, params).await
+        }
         Message::Notification { method, params } => {
             if method == "notifications/cancelled" {
                 let target = params
@@ -104,7 +111,16 @@ async fn request(
         latency_us: None,
         arguments: Vec::new(),
     };
-    let reply = decide_and_answer(shared, runtime, ctx, &id, method, params.as_ref(), &mut record).await;
+    let reply = decide_and_answer(
+        shared,
+        runtime,
+        ctx,
+        &id,
+        method,
+        params.as_ref(),
+        &mut record,
+    )
+    .await;
     record.latency_us = Some(ctx.started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64);
     shared.auditor.record(record);
     reply
@@ -149,7 +165,10 @@ async fn decide_and_answer(
             ..
         } => {
             record.reason = Some(reason.to_string());
-            let text = format!("Denied by mcpgw policy (rule {}): {reason}", record.rule.as_deref().unwrap_or("-"));
+            let text = format!(
+                "Denied by mcpgw policy (rule {}): {reason}",
+                record.rule.as_deref().unwrap_or("-")
+            );
             Reply::Json(match subject {
                 Subject::Tool { .. } => result_response(
                     id,
@@ -189,17 +208,29 @@ async fn decide_and_answer(
 /// really does not exist, so hidden tools cannot be found by probing.
 fn unknown(id: &Value, subject: &Subject) -> Value {
     match subject {
-        Subject::Tool { name, .. } => error_response(Some(id), codes::INVALID_PARAMS, &format!("Unknown tool: {name}")),
-        Subject::Prompt { name, .. } => {
-            error_response(Some(id), codes::INVALID_PARAMS, &format!("Unknown prompt: {name}"))
+        Subject::Tool { name, .. } => error_response(
+            Some(id),
+            codes::INVALID_PARAMS,
+            &format!("Unknown tool: {name}"),
+        ),
+        Subject::Prompt { name, .. } => error_response(
+            Some(id),
+            codes::INVALID_PARAMS,
+            &format!("Unknown prompt: {name}"),
+        ),
+        Subject::Resource { uri } => error_response(
+            Some(id),
+            codes::RESOURCE_NOT_FOUND,
+            &format!("Resource not found: {uri}"),
+        ),
+        Subject::Completion { .. } => {
+            error_response(Some(id), codes::INVALID_PARAMS, "Unknown reference")
         }
-        Subject::Resource { uri } => {
-            error_response(Some(id), codes::RESOURCE_NOT_FOUND, &format!("Resource not found: {uri}"))
-        }
-        Subject::Completion { .. } => error_response(Some(id), codes::INVALID_PARAMS, "Unknown reference"),
-        Subject::Method { method } => {
-            error_response(Some(id), codes::METHOD_NOT_FOUND, &format!("Method not found: {method}"))
-        }
+        Subject::Method { method } => error_response(
+            Some(id),
+            codes::METHOD_NOT_FOUND,
+            &format!("Method not found: {method}"),
+        ),
     }
 }
 
@@ -236,7 +267,11 @@ async fn allowed(
     }
     let Some(outcome) = outcome else {
         record.upstream = Some("cancelled".into());
-        return Reply::Json(error_response(Some(id), codes::INTERNAL, "request cancelled"));
+        return Reply::Json(error_response(
+            Some(id),
+            codes::INTERNAL,
+            "request cancelled",
+        ));
     };
     match outcome {
         Ok(Outcome::Result(mut result)) => {
@@ -273,7 +308,9 @@ fn filter(runtime: &Runtime, ctx: &CallContext, kind: ListKind, result: &mut Val
     let policy = &runtime.policy;
     match kind {
         ListKind::Tools => {
-            filter_list(kind, result, |name| policy.tool_visible(&ctx.identity, name));
+            filter_list(kind, result, |name| {
+                policy.tool_visible(&ctx.identity, name)
+            });
         }
         // Prompts and resources follow the default decision.
         _ => {
@@ -302,7 +339,11 @@ fn initialize(
         .and_then(|p| p.get("protocolVersion"))
         .and_then(Value::as_str)
         .unwrap_or(LATEST_VERSION);
-    let version = if SUPPORTED_VERSIONS.contains(&asked) { asked } else { LATEST_VERSION };
+    let version = if SUPPORTED_VERSIONS.contains(&asked) {
+        asked
+    } else {
+        LATEST_VERSION
+    };
     let mut result = Map::new();
     result.insert("protocolVersion".into(), json!(version));
     for key in ["capabilities", "serverInfo", "instructions"] {
@@ -313,7 +354,10 @@ fn initialize(
     if !result.contains_key("capabilities") {
         result.insert("capabilities".into(), json!({"tools": {}}));
     }
-    match shared.sessions.open(ctx.identity.name.clone(), version.to_string()) {
+    match shared
+        .sessions
+        .open(ctx.identity.name.clone(), version.to_string())
+    {
         Ok(session_id) => Reply::Initialized {
             body: result_response(id, Value::Object(result)),
             session_id,

@@ -5,6 +5,10 @@
 //! Content-Type (415), protocol version (400), body size (413), strict parse (400), session
 //! (400 / 404), mirrored headers (400). Only then does [`dispatch`] see the message.
 
+// Refusals are returned as `Err(response)`: the error *is* the answer, and boxing it would
+// only add an allocation to every refusal.
+#![allow(clippy::result_large_err)]
+
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -31,7 +35,11 @@ const VERSION_HEADER: &str = "mcp-protocol-version";
 pub type Body = Full<Bytes>;
 
 /// Serves one HTTP request from `source`.
-pub async fn handle(shared: &Shared, req: Request<Incoming>, source: IpAddr) -> Result<Response<Body>, Infallible> {
+pub async fn handle(
+    shared: &Shared,
+    req: Request<Incoming>,
+    source: IpAddr,
+) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let runtime = shared.runtime.load_full();
     Ok(match serve(shared, &runtime, req, source, started).await {
@@ -41,21 +49,44 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>, source: IpAddr) -> 
 
 type Answer = Result<Response<Body>, Response<Body>>;
 
-async fn serve(shared: &Shared, runtime: &Runtime, req: Request<Incoming>, source: IpAddr, started: Instant) -> Answer {
+async fn serve(
+    shared: &Shared,
+    runtime: &Runtime,
+    req: Request<Incoming>,
+    source: IpAddr,
+    started: Instant,
+) -> Answer {
     if req.uri().path() != MCP_PATH {
-        return Err(plain(StatusCode::NOT_FOUND, "not found: the MCP endpoint is /mcp"));
+        return Err(plain(
+            StatusCode::NOT_FOUND,
+            "not found: the MCP endpoint is /mcp",
+        ));
     }
     let identity = match authenticate(req.headers(), source, &runtime.tokens, &shared.failures) {
         Ok(identity) => identity,
         Err(AuthError::Throttled(wait)) => {
-            let mut resp = plain(StatusCode::TOO_MANY_REQUESTS, "too many failed authentications from this address");
-            set(&mut resp, header::RETRY_AFTER, &wait.as_secs().max(1).to_string());
+            let mut resp = plain(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed authentications from this address",
+            );
+            set(
+                &mut resp,
+                header::RETRY_AFTER,
+                &wait.as_secs().max(1).to_string(),
+            );
             return Err(resp);
         }
         Err(e) => {
             shared.auditor.event(
                 Severity::Warning,
-                format!("auth=fail src={source} reason={}", if e == AuthError::Missing { "missing-token" } else { "invalid-token" }),
+                format!(
+                    "auth=fail src={source} reason={}",
+                    if e == AuthError::Missing {
+                        "missing-token"
+                    } else {
+                        "invalid-token"
+                    }
+                ),
             );
             let mut resp = plain(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
             let challenge = if e == AuthError::Missing {
@@ -72,7 +103,10 @@ async fn serve(shared: &Shared, runtime: &Runtime, req: Request<Incoming>, sourc
             .to_str()
             .is_ok_and(|o| runtime.allowed_origins.iter().any(|a| a == o));
         if !allowed {
-            return Err(plain(StatusCode::FORBIDDEN, "this Origin is not allowed (listen.allowed_origins)"));
+            return Err(plain(
+                StatusCode::FORBIDDEN,
+                "this Origin is not allowed (listen.allowed_origins)",
+            ));
         }
     }
     match *req.method() {
@@ -80,7 +114,10 @@ async fn serve(shared: &Shared, runtime: &Runtime, req: Request<Incoming>, sourc
         Method::DELETE => return delete(shared, req.headers(), &identity.name),
         _ => {
             // No server-initiated stream is offered (GET), as the spec allows.
-            let mut resp = plain(StatusCode::METHOD_NOT_ALLOWED, "use POST (or DELETE to end a session)");
+            let mut resp = plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "use POST (or DELETE to end a session)",
+            );
             set(&mut resp, header::ALLOW, "POST, DELETE");
             return Err(resp);
         }
@@ -91,17 +128,28 @@ async fn serve(shared: &Shared, runtime: &Runtime, req: Request<Incoming>, sourc
     if let Some(v) = headers.get(VERSION_HEADER) {
         let ok = v.to_str().is_ok_and(|v| SUPPORTED_VERSIONS.contains(&v));
         if !ok {
-            return Err(rpc_error(StatusCode::BAD_REQUEST, None, -32600, "unsupported MCP-Protocol-Version"));
+            return Err(rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                -32600,
+                "unsupported MCP-Protocol-Version",
+            ));
         }
     }
-    let body = read_body(req, shared.listen.max_body_bytes, shared.listen.body_read_timeout()).await?;
+    let body = read_body(
+        req,
+        shared.listen.max_body_bytes,
+        shared.listen.body_read_timeout(),
+    )
+    .await?;
     let message = message::parse(&body).map_err(|e| {
         let id = message::id_of(&body);
         rpc_error(StatusCode::BAD_REQUEST, id.as_ref(), e.code, &e.message)
     })?;
     check_mirrored_headers(&headers, &message)?;
 
-    let is_initialize = matches!(&message, Message::Request { method, .. } if method == "initialize");
+    let is_initialize =
+        matches!(&message, Message::Request { method, .. } if method == "initialize");
     let session = match headers.get(SESSION_HEADER) {
         _ if is_initialize => None,
         None => {
@@ -138,11 +186,18 @@ async fn serve(shared: &Shared, runtime: &Runtime, req: Request<Incoming>, sourc
         Reply::Accepted => empty(StatusCode::ACCEPTED),
         Reply::Initialized { body, session_id } => {
             let mut resp = json_response(StatusCode::OK, &body);
-            set(&mut resp, http::HeaderName::from_static(SESSION_HEADER), &session_id);
+            set(
+                &mut resp,
+                http::HeaderName::from_static(SESSION_HEADER),
+                &session_id,
+            );
             resp
         }
         Reply::SessionsFull => {
-            let mut resp = plain(StatusCode::SERVICE_UNAVAILABLE, "too many sessions; try again later");
+            let mut resp = plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many sessions; try again later",
+            );
             set(&mut resp, header::RETRY_AFTER, "5");
             resp
         }
@@ -151,11 +206,16 @@ async fn serve(shared: &Shared, runtime: &Runtime, req: Request<Incoming>, sourc
 
 fn delete(shared: &Shared, headers: &HeaderMap, identity: &str) -> Answer {
     let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
-        return Err(plain(StatusCode::BAD_REQUEST, "DELETE needs an Mcp-Session-Id header"));
+        return Err(plain(
+            StatusCode::BAD_REQUEST,
+            "DELETE needs an Mcp-Session-Id header",
+        ));
     };
     match shared.sessions.close(id, identity) {
         Ok(()) => Ok(empty(StatusCode::OK)),
-        Err(SessionError::NotFound | SessionError::Full) => Err(plain(StatusCode::NOT_FOUND, "session not found")),
+        Err(SessionError::NotFound | SessionError::Full) => {
+            Err(plain(StatusCode::NOT_FOUND, "session not found"))
+        }
     }
 }
 
@@ -165,7 +225,12 @@ fn check_accept(headers: &HeaderMap) -> Result<(), Response<Body>> {
     let mut sse = false;
     for value in headers.get_all(header::ACCEPT) {
         for part in value.to_str().unwrap_or("").split(',') {
-            let media = part.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let media = part
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             match media.as_str() {
                 "application/json" | "application/*" => json = true,
                 "text/event-stream" | "text/*" => sse = true,
@@ -196,7 +261,10 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Response<Body>> {
     if ok {
         Ok(())
     } else {
-        Err(plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json"))
+        Err(plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        ))
     }
 }
 
@@ -204,7 +272,9 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Response<Body>> {
 /// the body; a request whose headers say something else is refused rather than guessed at.
 fn check_mirrored_headers(headers: &HeaderMap, message: &Message) -> Result<(), Response<Body>> {
     let (method, params) = match message {
-        Message::Request { method, params, .. } | Message::Notification { method, params } => (method, params),
+        Message::Request { method, params, .. } | Message::Notification { method, params } => {
+            (method, params)
+        }
         Message::Response { .. } => return Ok(()),
     };
     let disagree = |header_name: &str, body_value: Option<&str>| match headers.get(header_name) {
@@ -226,21 +296,47 @@ fn check_mirrored_headers(headers: &HeaderMap, message: &Message) -> Result<(), 
     Ok(())
 }
 
-async fn read_body(req: Request<Incoming>, max: usize, timeout: Duration) -> Result<Bytes, Response<Body>> {
-    let too_large = || plain(StatusCode::PAYLOAD_TOO_LARGE, &format!("the body is larger than {max} bytes"));
+async fn read_body(
+    req: Request<Incoming>,
+    max: usize,
+    timeout: Duration,
+) -> Result<Bytes, Response<Body>> {
+    let too_large = || {
+        plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is larger than {max} bytes"),
+        )
+    };
     if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
         match len.to_str().ok().and_then(|l| l.parse::<u64>().ok()) {
             Some(n) if n > max as u64 => return Err(too_large()),
             Some(_) => {}
-            None => return Err(plain(StatusCode::BAD_REQUEST, "Content-Length is not a number")),
+            None => {
+                return Err(plain(
+                    StatusCode::BAD_REQUEST,
+                    "Content-Length is not a number",
+                ));
+            }
         }
     }
-    let collected = tokio::time::timeout(timeout, Limited::new(req.into_body(), max).collect()).await;
+    let collected =
+        tokio::time::timeout(timeout, Limited::new(req.into_body(), max).collect()).await;
     match collected {
         Ok(Ok(body)) => Ok(body.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
-        Ok(Err(_)) => Err(plain(StatusCode::BAD_REQUEST, "the request body could not be read")),
-        Err(_) => Err(plain(StatusCode::REQUEST_TIMEOUT, "the request body arrived too slowly")),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large())
+        }
+        Ok(Err(_)) => Err(plain(
+            StatusCode::BAD_REQUEST,
+            "the request body could not be read",
+        )),
+        Err(_) => Err(plain(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body arrived too slowly",
+        )),
     }
 }
 

@@ -25,7 +25,11 @@ use super::http::handle;
 static REFUSED: AtomicU64 = AtomicU64::new(0);
 
 /// Accepts until `shutdown` turns true, then lets open requests finish.
-pub async fn serve(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let slots = Arc::new(Semaphore::new(shared.listen.max_connections));
     let graceful = GracefulShutdown::new();
     loop {
@@ -37,13 +41,15 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, mut shutdown: wat
             Ok(a) => a,
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
-                shared.auditor.event(Severity::Error, format!("fault=accept error={e:?}"));
+                shared
+                    .auditor
+                    .event(Severity::Error, format!("fault=accept error={e:?}"));
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            if REFUSED.fetch_add(1, Ordering::Relaxed) % 100 == 0 {
+            if REFUSED.fetch_add(1, Ordering::Relaxed).is_multiple_of(100) {
                 shared.auditor.event(
                     Severity::Warning,
                     format!(
@@ -98,7 +104,9 @@ async fn connection(
     match tls {
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            let handshake = tokio::time::timeout(shared.listen.header_read_timeout, acceptor.accept(stream)).await;
+            let handshake =
+                tokio::time::timeout(shared.listen.header_read_timeout, acceptor.accept(stream))
+                    .await;
             let tls_stream = match handshake {
                 Ok(Ok(s)) => s,
                 // Failed or slow handshakes are the client's problem and too common to log

@@ -117,7 +117,11 @@ async fn run_with(path: &Path, config: Config, auditor: Auditor) -> Result<(), S
         }
     };
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    let scheme = if runtime.tls.is_some() { "https" } else { "http" };
+    let scheme = if runtime.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let shared = Arc::new(Shared {
         runtime: ArcSwap::from_pointee(runtime),
         sessions: Sessions::new(listen.max_sessions, listen.session_idle_timeout),
@@ -151,7 +155,10 @@ async fn signals(path: &Path, shared: &Shared) {
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
     ) else {
-        shared.auditor.event(Severity::Error, "fault=signals error=\"cannot install signal handlers\"".into());
+        shared.auditor.event(
+            Severity::Error,
+            "fault=signals error=\"cannot install signal handlers\"".into(),
+        );
         // Without handlers the process can still be killed; keep serving.
         std::future::pending::<()>().await;
         return;
@@ -185,13 +192,16 @@ pub fn reload(path: &Path, shared: &Shared) {
     match outcome {
         Ok((runtime, summary)) => {
             shared.runtime.store(Arc::new(runtime));
-            shared.auditor.event(Severity::Notice, format!("reloaded policy=\"{summary}\""));
+            shared
+                .auditor
+                .event(Severity::Notice, format!("reloaded policy=\"{summary}\""));
             eprintln!("mcpgw: reloaded {}", path.display());
         }
         Err(e) => {
-            shared
-                .auditor
-                .event(Severity::Error, format!("reload rejected, keeping the running config: {e}"));
+            shared.auditor.event(
+                Severity::Error,
+                format!("reload rejected, keeping the running config: {e}"),
+            );
             eprintln!("mcpgw: reload rejected, keeping the running config: {e}");
         }
     }
@@ -216,7 +226,10 @@ async fn report_upstream_events(mut rx: mpsc::UnboundedReceiver<UpstreamEvent>, 
         let (severity, text) = match event {
             UpstreamEvent::Started { pid } => (
                 Severity::Notice,
-                format!("upstream=started pid={}", pid.map_or("-".into(), |p| p.to_string())),
+                format!(
+                    "upstream=started pid={}",
+                    pid.map_or("-".into(), |p| p.to_string())
+                ),
             ),
             UpstreamEvent::Exited { status, pending } => (
                 Severity::Error,
@@ -230,8 +243,13 @@ async fn report_upstream_events(mut rx: mpsc::UnboundedReceiver<UpstreamEvent>, 
                 Severity::Notice,
                 format!("upstream=non-json-line line={:?}", truncate(&line, 200)),
             ),
-            UpstreamEvent::Stderr(line) => (Severity::Info, format!("upstream=stderr line={:?}", truncate(&line, 200))),
-            UpstreamEvent::Dropped(what) => (Severity::Info, format!("upstream=dropped message={what:?}")),
+            UpstreamEvent::Stderr(line) => (
+                Severity::Info,
+                format!("upstream=stderr line={:?}", truncate(&line, 200)),
+            ),
+            UpstreamEvent::Dropped(what) => {
+                (Severity::Info, format!("upstream=dropped message={what:?}"))
+            }
         };
         auditor.event(severity, text);
     }

@@ -43,7 +43,11 @@ impl Session {
 
     /// Cancels an in-flight request; false if there is none with that id.
     pub fn cancel(&self, request_id: &str) -> bool {
-        let sender = self.in_flight.lock().ok().and_then(|mut m| m.remove(request_id));
+        let sender = self
+            .in_flight
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(request_id));
         sender.is_some_and(|tx| tx.send(true).is_ok())
     }
 
@@ -88,7 +92,11 @@ impl Sessions {
     }
 
     /// Opens a session for `identity` and returns its id (128 random bits, hex).
-    pub fn open(&self, identity: Arc<str>, protocol_version: String) -> Result<String, SessionError> {
+    pub fn open(
+        &self,
+        identity: Arc<str>,
+        protocol_version: String,
+    ) -> Result<String, SessionError> {
         let mut raw = [0u8; 16];
         random_bytes(&mut raw).map_err(|_| SessionError::Full)?;
         let id = hex::encode(raw);
@@ -183,7 +191,10 @@ mod tests {
         let s = Sessions::new(2, Duration::from_secs(60));
         s.open("a".into(), "v".into()).unwrap();
         s.open("a".into(), "v".into()).unwrap();
-        assert_eq!(s.open("a".into(), "v".into()).unwrap_err(), SessionError::Full);
+        assert_eq!(
+            s.open("a".into(), "v".into()).unwrap_err(),
+            SessionError::Full
+        );
     }
 
     #[test]

@@ -35,7 +35,8 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read certificate {}: {e}", path.display()))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("cannot read certificate {}: {e}", path.display()))?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("certificate {} is not valid PEM: {e}", path.display()))?;
@@ -49,7 +50,8 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read private key {}: {e}", path.display()))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("cannot read private key {}: {e}", path.display()))?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
         format!(
             "private key {} holds no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {e}",
@@ -62,7 +64,8 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
 /// trying mcpgw out; production uses a certificate from the OPNsense trust store.
 pub fn self_signed(names: &[&str]) -> Result<(String, String), String> {
     let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    let certified = rcgen::generate_simple_self_signed(names).map_err(|e| format!("cannot make a certificate: {e}"))?;
+    let certified = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| format!("cannot make a certificate: {e}"))?;
     Ok((certified.cert.pem(), certified.signing_key.serialize_pem()))
 }
 
@@ -75,26 +78,52 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("mcpgw-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (cert, key) = self_signed(&["localhost"]).unwrap();
-        let good = TlsFiles { cert: dir.join("c.pem"), key: dir.join("k.pem") };
+        let good = TlsFiles {
+            cert: dir.join("c.pem"),
+            key: dir.join("k.pem"),
+        };
         std::fs::write(&good.cert, &cert).unwrap();
         std::fs::write(&good.key, &key).unwrap();
         assert!(server_config(&good).is_ok());
 
         std::fs::write(dir.join("garbage.pem"), "not pem at all").unwrap();
-        let bad = TlsFiles { cert: dir.join("garbage.pem"), key: good.key.clone() };
+        let bad = TlsFiles {
+            cert: dir.join("garbage.pem"),
+            key: good.key.clone(),
+        };
         let err = server_config(&bad).unwrap_err();
-        assert!(err.contains("garbage.pem") && err.contains("BEGIN CERTIFICATE"), "{err}");
+        assert!(
+            err.contains("garbage.pem") && err.contains("BEGIN CERTIFICATE"),
+            "{err}"
+        );
 
-        let bad = TlsFiles { cert: good.cert.clone(), key: dir.join("garbage.pem") };
+        let bad = TlsFiles {
+            cert: good.cert.clone(),
+            key: dir.join("garbage.pem"),
+        };
         assert!(server_config(&bad).unwrap_err().contains("private key"));
 
-        let missing = TlsFiles { cert: dir.join("nope.pem"), key: good.key.clone() };
-        assert!(server_config(&missing).unwrap_err().contains("cannot read certificate"));
+        let missing = TlsFiles {
+            cert: dir.join("nope.pem"),
+            key: good.key.clone(),
+        };
+        assert!(
+            server_config(&missing)
+                .unwrap_err()
+                .contains("cannot read certificate")
+        );
 
         // A key that does not match the certificate.
         let (_, other_key) = self_signed(&["localhost"]).unwrap();
         std::fs::write(dir.join("k2.pem"), other_key).unwrap();
-        let mismatched = TlsFiles { cert: good.cert.clone(), key: dir.join("k2.pem") };
-        assert!(server_config(&mismatched).unwrap_err().contains("do not form"));
+        let mismatched = TlsFiles {
+            cert: good.cert.clone(),
+            key: dir.join("k2.pem"),
+        };
+        assert!(
+            server_config(&mismatched)
+                .unwrap_err()
+                .contains("do not form")
+        );
     }
 }
