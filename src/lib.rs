@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod catalogue;
+pub mod client;
 pub mod config;
 pub mod identity;
 pub mod mcp;
