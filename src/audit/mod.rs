@@ -123,6 +123,9 @@ pub fn severity_of(rec: &DecisionRecord) -> Severity {
     }
 }
 
+#[cfg(test)]
+mod tests;
+
 /// What travels from the callers to the writer thread.
 enum Item {
     Decision(Box<DecisionRecord>),
@@ -214,9 +217,10 @@ impl Auditor {
         self.inner.shared.written.load(Ordering::Relaxed)
     }
 
-    /// Flushes what is queued (waiting at most `wait`) and stops the thread. Records still
-    /// queued when `wait` runs out are discarded (and not counted). Records made after
-    /// shutdown are counted as dropped. Calling it again is harmless.
+    /// Flushes what is queued (waiting at most `wait`) and stops the thread. When `wait` runs
+    /// out the thread is told to stop after its current send and count what is still queued
+    /// as dropped. Records made after shutdown are counted as dropped. Calling it again is
+    /// harmless.
     pub fn shutdown(&self, wait: Duration) {
         let deadline = Instant::now() + wait;
         let shared = &self.inner.shared;
@@ -225,13 +229,12 @@ impl Auditor {
             .compare_exchange(RUNNING, DRAIN, Ordering::SeqCst, Ordering::SeqCst);
         // The writer may be asleep waiting for work; a full queue means it is busy anyway.
         let _ = self.inner.tx.try_send(Item::Wake);
-        let done = self
+        let mut done = self
             .inner
             .done
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let finished = match done {
+            .unwrap_or_else(PoisonError::into_inner);
+        let finished = match done.as_ref() {
             // Ok: the writer said so; Disconnected: it ended (its sender was dropped).
             Some(rx) => !matches!(
                 rx.recv_timeout(deadline.saturating_duration_since(Instant::now())),
@@ -240,17 +243,21 @@ impl Auditor {
             None => true,
         };
         if !finished {
+            // Still busy (a stalled syslog): stop after the current send, keep `done` so a
+            // later call can wait again.
             shared.state.store(ABORT, Ordering::SeqCst);
+            return;
         }
-        let mut thread = self
+        done.take();
+        let handle = self
             .inner
             .thread
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if finished {
-            if let Some(handle) = thread.take() {
-                let _ = handle.join();
-            }
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            // The thread has signalled its end; this join does not wait.
+            let _ = handle.join();
         }
     }
 

@@ -91,6 +91,12 @@ impl Writer {
                 },
             }
         }
+        // Whatever is still queued (an aborted shutdown) is counted, never silently lost.
+        while let Ok(item) = self.rx.try_recv() {
+            if !matches!(item, Item::Wake) {
+                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         let _ = self.done.send(());
     }
 
