@@ -31,8 +31,13 @@ pub struct RawResponse {
 
 impl RawResponse {
     pub fn json(&self) -> Result<Value, ClientError> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| format!("HTTP {}: body is not JSON ({e}): {}", self.status, String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).map_err(|e| {
+            format!(
+                "HTTP {}: body is not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 }
 
@@ -41,7 +46,9 @@ pub fn tls_config(ca_pem: &[u8]) -> Result<Arc<ClientConfig>, ClientError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem) {
         let cert = cert.map_err(|e| format!("CA PEM: {e}"))?;
-        roots.add(cert).map_err(|e| format!("CA certificate: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("CA certificate: {e}"))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(provider)
@@ -69,11 +76,14 @@ impl McpClient {
         tls: Option<(Arc<ClientConfig>, &str)>,
         token: Option<&str>,
     ) -> Result<McpClient, ClientError> {
-        let tcp = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
         let _ = tcp.set_nodelay(true);
         let sender = match tls {
             Some((config, name)) => {
-                let server_name = ServerName::try_from(name.to_string()).map_err(|e| e.to_string())?;
+                let server_name =
+                    ServerName::try_from(name.to_string()).map_err(|e| e.to_string())?;
                 let stream = tokio_rustls::TlsConnector::from(config)
                     .connect(server_name, tcp)
                     .await
@@ -92,7 +102,11 @@ impl McpClient {
     }
 
     /// POSTs `body` to `/mcp` with the usual MCP headers plus `extra`.
-    pub async fn post_raw(&mut self, body: impl Into<Bytes>, extra: &[(&str, &str)]) -> Result<RawResponse, ClientError> {
+    pub async fn post_raw(
+        &mut self,
+        body: impl Into<Bytes>,
+        extra: &[(&str, &str)],
+    ) -> Result<RawResponse, ClientError> {
         let mut builder = Request::post("/mcp")
             .header("host", &self.authority)
             .header("content-type", "application/json")
@@ -106,16 +120,29 @@ impl McpClient {
         for (k, v) in extra {
             builder = builder.header(*k, *v);
         }
-        let req = builder.body(Full::new(body.into())).map_err(|e| e.to_string())?;
+        let req = builder
+            .body(Full::new(body.into()))
+            .map_err(|e| e.to_string())?;
         self.send(req).await
     }
 
     /// Sends any request on this connection.
     pub async fn send(&mut self, req: Request<Full<Bytes>>) -> Result<RawResponse, ClientError> {
-        self.sender.ready().await.map_err(|e| format!("connection: {e}"))?;
-        let resp = self.sender.send_request(req).await.map_err(|e| format!("request: {e}"))?;
+        self.sender
+            .ready()
+            .await
+            .map_err(|e| format!("connection: {e}"))?;
+        let resp = self
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
         let (parts, body) = resp.into_parts();
-        let body = body.collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes();
         Ok(RawResponse {
             status: parts.status,
             headers: parts.headers,
@@ -130,11 +157,17 @@ impl McpClient {
         let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let resp = self.post_raw(msg.to_string(), &[]).await?;
         if resp.status != StatusCode::OK {
-            return Err(format!("HTTP {}: {}", resp.status, String::from_utf8_lossy(&resp.body)));
+            return Err(format!(
+                "HTTP {}: {}",
+                resp.status,
+                String::from_utf8_lossy(&resp.body)
+            ));
         }
         let value = resp.json()?;
         if value.get("id") != Some(&json!(id)) {
-            return Err(format!("response id does not match request id {id}: {value}"));
+            return Err(format!(
+                "response id does not match request id {id}: {value}"
+            ));
         }
         Ok(value)
     }
@@ -149,7 +182,11 @@ impl McpClient {
         let msg = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": params});
         let resp = self.post_raw(msg.to_string(), &[]).await?;
         if resp.status != StatusCode::OK {
-            return Err(format!("initialize: HTTP {}: {}", resp.status, String::from_utf8_lossy(&resp.body)));
+            return Err(format!(
+                "initialize: HTTP {}: {}",
+                resp.status,
+                String::from_utf8_lossy(&resp.body)
+            ));
         }
         self.session = resp
             .headers
@@ -169,7 +206,8 @@ impl McpClient {
 
     /// `tools/call`; returns the whole JSON-RPC response.
     pub async fn call_tool(&mut self, name: &str, arguments: Value) -> Result<Value, ClientError> {
-        self.request("tools/call", json!({"name": name, "arguments": arguments})).await
+        self.request("tools/call", json!({"name": name, "arguments": arguments}))
+            .await
     }
 
     /// Names from `tools/list`, following `nextCursor` (at most 100 pages).
@@ -182,13 +220,23 @@ impl McpClient {
                 None => json!({}),
             };
             let resp = self.request("tools/list", params).await?;
-            let result = resp.get("result").ok_or_else(|| format!("tools/list failed: {resp}"))?;
-            for tool in result.get("tools").and_then(Value::as_array).into_iter().flatten() {
+            let result = resp
+                .get("result")
+                .ok_or_else(|| format!("tools/list failed: {resp}"))?;
+            for tool in result
+                .get("tools")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if let Some(n) = tool.get("name").and_then(Value::as_str) {
                     names.push(n.to_string());
                 }
             }
-            cursor = result.get("nextCursor").and_then(Value::as_str).map(str::to_string);
+            cursor = result
+                .get("nextCursor")
+                .and_then(Value::as_str)
+                .map(str::to_string);
             if cursor.is_none() {
                 break;
             }

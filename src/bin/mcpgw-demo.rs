@@ -37,7 +37,10 @@ limits = [{ max = 10, per = "minute", scope = "identity" }]
 "#;
 
 fn main() -> ExitCode {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => match rt.block_on(demo()) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => {
@@ -78,7 +81,10 @@ fn sibling(name: &str) -> Result<PathBuf, String> {
     if path.exists() {
         Ok(path)
     } else {
-        Err(format!("{} not found next to the demo; run `make demo`", path.display()))
+        Err(format!(
+            "{} not found next to the demo; run `make demo`",
+            path.display()
+        ))
     }
 }
 
@@ -125,7 +131,10 @@ token_sha256 = ["{hash}"]
     );
     write(&dir.join("mcpgw.toml"), &config)?;
     println!("   config: {}", dir.join("mcpgw.toml").display());
-    println!("   token:  {}…  (the config holds only its SHA-256)", &token[..14]);
+    println!(
+        "   token:  {}…  (the config holds only its SHA-256)",
+        &token[..14]
+    );
 
     step("2. mcpgw check, then mcpgw run in front of the mock OPNsense MCP server (stdio)");
     let check = Command::new(&gateway_bin)
@@ -159,26 +168,49 @@ token_sha256 = ["{hash}"]
     );
     let mut ok = true;
     let tools = agent.list_tools().await?;
-    println!("   tools/list -> {} visible of the server's 145: {}", tools.len(), tools.join(", "));
-    ok &= expect(tools.len() == 3, "tools/list shows exactly the 3 tools the policy lets this agent see");
+    println!(
+        "   tools/list -> {} visible of the server's 145: {}",
+        tools.len(),
+        tools.join(", ")
+    );
+    ok &= expect(
+        tools.len() == 3,
+        "tools/list shows exactly the 3 tools the policy lets this agent see",
+    );
 
     let r = agent.call_tool("firewall_list_rules", json!({})).await?;
     println!("   firewall_list_rules          -> {}", summary(&r));
-    ok &= expect(r["result"]["isError"] != json!(true) && r.get("error").is_none(), "allowed call answered by the server");
+    ok &= expect(
+        r["result"]["isError"] != json!(true) && r.get("error").is_none(),
+        "allowed call answered by the server",
+    );
 
-    let r = agent.call_tool("firewall_delete_rule", json!({"uuid": "1234"})).await?;
+    let r = agent
+        .call_tool("firewall_delete_rule", json!({"uuid": "1234"}))
+        .await?;
     println!("   firewall_delete_rule         -> {}", summary(&r));
-    ok &= expect(r["result"]["isError"] == json!(true), "denied call answered with the reason");
+    ok &= expect(
+        r["result"]["isError"] == json!(true),
+        "denied call answered with the reason",
+    );
 
-    let r = agent.call_tool("ssh_execute", json!({"command": "id"})).await?;
+    let r = agent
+        .call_tool("ssh_execute", json!({"command": "id"}))
+        .await?;
     println!("   ssh_execute (hidden)         -> {}", summary(&r));
-    ok &= expect(r["error"]["code"] == json!(-32602), "hidden tool looks like an unknown one");
+    ok &= expect(
+        r["error"]["code"] == json!(-32602),
+        "hidden tool looks like an unknown one",
+    );
 
     let mut passed = 0;
     let mut limited = 0;
     for i in 1..=12 {
         let r = agent
-            .call_tool("openvpn_disconnect_client", json!({"client_id": format!("client-{i}")}))
+            .call_tool(
+                "openvpn_disconnect_client",
+                json!({"client_id": format!("client-{i}")}),
+            )
             .await?;
         if r["result"]["isError"] == json!(true) {
             limited += 1;
@@ -187,7 +219,10 @@ token_sha256 = ["{hash}"]
         }
         println!("   openvpn_disconnect_client #{i:<2} -> {}", summary(&r));
     }
-    ok &= expect(passed == 10 && limited == 2, "12 calls of a 10/minute tool: 10 pass, 2 limited");
+    ok &= expect(
+        passed == 10 && limited == 2,
+        "12 calls of a 10/minute tool: 10 pass, 2 limited",
+    );
 
     step("4. mcpgw stops (SIGTERM), ending the upstream child too");
     let pid = cleanup.gateway.as_ref().map(|c| c.id());
@@ -200,7 +235,9 @@ token_sha256 = ["{hash}"]
     println!("   mcpgw exited: {status}");
     let recorded = std::fs::read_to_string(dir.join("calls.jsonl")).unwrap_or_default();
     let reached = recorded.lines().count();
-    println!("   calls that reached the OPNsense MCP server: {reached} (1 allowed + 10 within the limit)");
+    println!(
+        "   calls that reached the OPNsense MCP server: {reached} (1 allowed + 10 within the limit)"
+    );
     ok &= expect(reached == 11, "only allowed calls reached the upstream");
     ok &= expect(
         !recorded.contains("firewall_delete_rule") && !recorded.contains("ssh_execute"),
@@ -237,7 +274,11 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
 
 fn summary(resp: &Value) -> String {
     if let Some(err) = resp.get("error") {
-        return format!("JSON-RPC error {}: {}", err["code"], err["message"].as_str().unwrap_or(""));
+        return format!(
+            "JSON-RPC error {}: {}",
+            err["code"],
+            err["message"].as_str().unwrap_or("")
+        );
     }
     let text = resp["result"]["content"][0]["text"].as_str().unwrap_or("");
     let text: String = text.chars().take(90).collect();
@@ -268,11 +309,14 @@ fn wait_for_listen(stderr: std::process::ChildStderr) -> Result<std::net::Socket
     let addr = rx
         .recv_timeout(Duration::from_secs(20))
         .map_err(|_| "mcpgw did not start listening within 20 s".to_string())??;
-    addr.parse().map_err(|e| format!("bad listen address {addr:?}: {e}"))
+    addr.parse()
+        .map_err(|e| format!("bad listen address {addr:?}: {e}"))
 }
 
 fn wait_exit(child: Option<&mut Child>) -> Result<String, String> {
-    let Some(child) = child else { return Ok("not running".into()) };
+    let Some(child) = child else {
+        return Ok("not running".into());
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
@@ -298,6 +342,15 @@ fn viewer_columns(line: &str) -> Option<(String, &'static str, String, String)> 
     let _msgid = parts.next()?;
     let rest = parts.next()?;
     let msg = rest.strip_prefix("- ").unwrap_or(rest).to_string();
-    let severity = ["Emergency", "Alert", "Critical", "Error", "Warning", "Notice", "Info", "Debug"][usize::from(pri & 7)];
+    let severity = [
+        "Emergency",
+        "Alert",
+        "Critical",
+        "Error",
+        "Warning",
+        "Notice",
+        "Info",
+        "Debug",
+    ][usize::from(pri & 7)];
     Some((date, severity, format!("{app}[{pid}]"), msg))
 }
