@@ -5,7 +5,9 @@
 //! - `"_mock_sleep_ms": N` sleeps N ms (at most 60 000) before answering;
 //! - `"_mock_exit": true` exits the process with status 3 at once (an upstream crash);
 //! - `"_mock_server_request": "METHOD"` (stdio and SSE responses only) sends a server-to-client
-//!   request first; the client's answer is logged to stderr.
+//!   request first; the client's answer is logged to stderr;
+//! - `"_mock_forget_sessions": true` (HTTP only) forgets every session after answering, so the
+//!   next request gets 404 and the client must re-initialize.
 //!
 //! In stdio mode `create_backup` prints two non-JSON lines on stdout before its response, like
 //! the real server. Notifications and client responses received are logged to stderr.
@@ -473,6 +475,14 @@ async fn serve(mock: Arc<Mock>, sse_default: bool, req: Request<Incoming>) -> Re
     let Some(response) = mock.handle(&msg).await else {
         return plain(StatusCode::ACCEPTED, "");
     };
+    if msg
+        .pointer("/params/arguments/_mock_forget_sessions")
+        .and_then(Value::as_bool)
+        == Some(true)
+        && let Ok(mut set) = mock.sessions.lock()
+    {
+        set.clear();
+    }
     if sse {
         let mut text = String::new();
         if let Some(r) = server_request {

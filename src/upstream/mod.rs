@@ -358,8 +358,8 @@ mod tests {
 
     #[test]
     fn encodes_requests_and_cancellations() {
-        let line = encode(Some(3), "ping", None);
-        assert_eq!(line, r#"{"id":3,"jsonrpc":"2.0","method":"ping"}"#);
+        let line: Value = serde_json::from_str(&encode(Some(3), "ping", None)).unwrap();
+        assert_eq!(line, json!({"jsonrpc": "2.0", "id": 3, "method": "ping"}));
         let c: Value = serde_json::from_str(&cancelled(9, "timeout")).unwrap();
         assert_eq!(c["params"]["requestId"], 9);
         assert!(c.get("id").is_none());
