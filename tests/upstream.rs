@@ -537,3 +537,73 @@ async fn http_unreachable_and_https_are_unavailable() {
         Err(UpstreamError::Unavailable(_))
     ));
 }
+
+#[tokio::test]
+async fn mock_lists_every_tool_in_pages() {
+    let (upstream, _events) = start(&stdio_config(&[], Duration::from_secs(10))).await;
+    let mut names = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        assert!(pages < 100, "pagination ends");
+        let params = cursor.as_ref().map(|c| json!({"cursor": c}));
+        let Ok(Outcome::Result(page)) = upstream.call("tools/list", params).await else {
+            panic!("tools/list answered");
+        };
+        let tools = page["tools"].as_array().expect("tools");
+        assert!(tools.len() <= 50);
+        names.extend(
+            tools
+                .iter()
+                .filter_map(|t| t["name"].as_str().map(str::to_string)),
+        );
+        match page.get("nextCursor").and_then(Value::as_str) {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert!(pages > 1);
+    assert!(names.iter().any(|n| n == "openvpn_disconnect_client"));
+    assert!(names.iter().any(|n| n == "create_backup"));
+    assert!(!names.iter().any(|n| n.starts_with("mock_")));
+    let bad = upstream
+        .call("tools/list", Some(json!({"cursor": "bogus"})))
+        .await;
+    assert!(matches!(bad, Ok(Outcome::Error(ref e)) if e["code"] == -32602));
+    upstream.shutdown().await;
+}
+
+/// Not a test of speed (nothing is asserted about time): `cargo test --release --test upstream
+/// -- --ignored --nocapture throughput` prints calls per second through the stdio upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore]
+async fn throughput() {
+    let (upstream, _events) = start(&stdio_config(&[], Duration::from_secs(30))).await;
+    let started = std::time::Instant::now();
+    let workers = 64;
+    let per_worker = 500;
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let u = upstream.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per_worker {
+                let args = json!({"w": w, "i": i});
+                let answer = u
+                    .call("tools/call", tool_call("get_interfaces", args))
+                    .await;
+                assert!(matches!(answer, Ok(Outcome::Result(_))));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("worker");
+    }
+    let calls = workers * per_worker;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{calls} calls in {secs:.2} s: {:.0} calls/s",
+        calls as f64 / secs
+    );
+    upstream.shutdown().await;
+}

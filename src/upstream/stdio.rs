@@ -281,8 +281,10 @@ fn spawn_child(spawn: &Spawn) -> Result<Child, UpstreamError> {
         .map_err(|e| UpstreamError::Unavailable(format!("cannot start {:?}: {e}", spawn.command)))
 }
 
-/// Sends `signal` to the child's process group and to the child itself.
-fn signal(pid: Option<u32>, signal: libc::c_int) {
+/// Sends `signal` to the child's process group and, while it is not reaped yet
+/// (`leader_alive`), to the child itself. After the child was reaped only the group is
+/// signalled: its id cannot be reused while members of the group remain.
+fn signal(pid: Option<u32>, signal: libc::c_int, leader_alive: bool) {
     let Some(pid) = pid.and_then(|p| libc::pid_t::try_from(p).ok()) else {
         return;
     };
@@ -292,13 +294,15 @@ fn signal(pid: Option<u32>, signal: libc::c_int) {
     // SAFETY: kill(2) has no memory-safety preconditions; the worst outcome is ESRCH.
     unsafe {
         libc::kill(-pid, signal);
-        libc::kill(pid, signal);
+        if leader_alive {
+            libc::kill(pid, signal);
+        }
     }
 }
 
 /// Kills a child that is not wanted any more and reaps it.
 async fn kill_and_reap(child: &mut Child, pid: Option<u32>) {
-    signal(pid, libc::SIGKILL);
+    signal(pid, libc::SIGKILL, true);
     let _ = child.start_kill();
     let _ = child.wait().await;
 }
@@ -423,7 +427,7 @@ async fn supervise(shared: Arc<Shared>, spawn: Spawn, first: Running) {
             };
             let pending = shared.fail_pending(UpstreamError::Died);
             // Whatever the child left in its process group goes with it.
-            signal(run.pid, libc::SIGKILL);
+            signal(run.pid, libc::SIGKILL, false);
             shared.lock().pid = None;
             let status = match status {
                 Ok(s) => s.to_string(),
@@ -465,17 +469,17 @@ async fn stop(shared: &Shared, mut run: Running) {
     ));
     // `fail_pending` dropped the only sender: the writer ends and closes stdin.
     let _ = tokio::time::timeout(CLOSE_GRACE, &mut run.writer).await;
-    signal(run.pid, libc::SIGTERM);
+    signal(run.pid, libc::SIGTERM, true);
     let status = match tokio::time::timeout(TERM_GRACE, run.child.wait()).await {
         Ok(status) => status,
         Err(_) => {
-            signal(run.pid, libc::SIGKILL);
+            signal(run.pid, libc::SIGKILL, true);
             let _ = run.child.start_kill();
             run.child.wait().await
         }
     };
     // Anything left in the child's group (it was sent SIGTERM with the child).
-    signal(run.pid, libc::SIGKILL);
+    signal(run.pid, libc::SIGKILL, false);
     shared.lock().pid = None;
     let status = match status {
         Ok(s) => s.to_string(),
