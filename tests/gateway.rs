@@ -21,27 +21,55 @@ async fn allow_deny_hide_and_default_deny() {
     tools.sort();
     assert_eq!(
         tools,
-        ["firewall_delete_rule", "firewall_list_rules", "openvpn_disconnect_client", "system_get_settings"],
+        [
+            "firewall_delete_rule",
+            "firewall_list_rules",
+            "openvpn_disconnect_client",
+            "system_get_settings"
+        ],
         "hidden and default-denied tools are not listed; explicitly denied ones are"
     );
 
-    let r = agent.call_tool("firewall_list_rules", json!({"interface": "lan"})).await.unwrap();
+    let r = agent
+        .call_tool("firewall_list_rules", json!({"interface": "lan"}))
+        .await
+        .unwrap();
     assert_ne!(r["result"]["isError"], json!(true), "{r}");
-    assert!(text_of(&r).contains("firewall_list_rules"), "answered by the mock: {r}");
+    assert!(
+        text_of(&r).contains("firewall_list_rules"),
+        "answered by the mock: {r}"
+    );
 
-    let r = agent.call_tool("firewall_delete_rule", json!({"uuid": "x"})).await.unwrap();
+    let r = agent
+        .call_tool("firewall_delete_rule", json!({"uuid": "x"}))
+        .await
+        .unwrap();
     assert_eq!(r["result"]["isError"], json!(true));
     assert!(text_of(&r).contains("deleting rules needs a human"), "{r}");
     assert!(text_of(&r).contains("tools.firewall_delete_rule"), "{r}");
 
-    for hidden in ["ssh_execute", "nat_list_rules", "no_such_tool", "Firewall_list_rules", " firewall_list_rules"] {
+    for hidden in [
+        "ssh_execute",
+        "nat_list_rules",
+        "no_such_tool",
+        "Firewall_list_rules",
+        " firewall_list_rules",
+    ] {
         let r = agent.call_tool(hidden, json!({})).await.unwrap();
         assert_eq!(r["error"]["code"], json!(-32602), "{hidden}: {r}");
-        assert_eq!(r["error"]["message"], json!(format!("Unknown tool: {hidden}")), "{r}");
+        assert_eq!(
+            r["error"]["message"],
+            json!(format!("Unknown tool: {hidden}")),
+            "{r}"
+        );
     }
 
     let calls = gw.upstream_calls();
-    assert_eq!(calls.len(), 1, "only the allowed call reached the upstream: {calls:?}");
+    assert_eq!(
+        calls.len(),
+        1,
+        "only the allowed call reached the upstream: {calls:?}"
+    );
     assert_eq!(calls[0].0, "firewall_list_rules");
     assert_eq!(calls[0].1, json!({"interface": "lan"}));
 }
@@ -57,10 +85,18 @@ async fn two_hundred_concurrent_calls_of_a_ten_a_minute_tool_let_ten_through() {
             let mut limited = 0;
             let mut passed = 0;
             for _ in 0..10 {
-                let r = agent.call_tool("openvpn_disconnect_client", json!({"client_id": "c"})).await.unwrap();
+                let r = agent
+                    .call_tool("openvpn_disconnect_client", json!({"client_id": "c"}))
+                    .await
+                    .unwrap();
                 if r["result"]["isError"] == json!(true) {
                     assert!(text_of(&r).contains("Rate limited"), "{r}");
-                    assert!(r["result"]["_meta"]["mcpgw/retryAfterSeconds"].as_u64().unwrap() >= 1);
+                    assert!(
+                        r["result"]["_meta"]["mcpgw/retryAfterSeconds"]
+                            .as_u64()
+                            .unwrap()
+                            >= 1
+                    );
                     limited += 1;
                 } else {
                     passed += 1;
@@ -78,7 +114,13 @@ async fn two_hundred_concurrent_calls_of_a_ten_a_minute_tool_let_ten_through() {
     }
     assert_eq!((passed, limited), (10, 190));
     let calls = gw.upstream_calls();
-    assert_eq!(calls.iter().filter(|c| c.0 == "openvpn_disconnect_client").count(), 10);
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.0 == "openvpn_disconnect_client")
+            .count(),
+        10
+    );
 }
 
 #[tokio::test]
@@ -89,37 +131,69 @@ async fn limits_are_per_identity() {
     });
     let mut a = gw.agent().await;
     for _ in 0..10 {
-        let r = a.call_tool("openvpn_disconnect_client", json!({})).await.unwrap();
+        let r = a
+            .call_tool("openvpn_disconnect_client", json!({}))
+            .await
+            .unwrap();
         assert_ne!(r["result"]["isError"], json!(true));
     }
-    let r = a.call_tool("openvpn_disconnect_client", json!({})).await.unwrap();
+    let r = a
+        .call_tool("openvpn_disconnect_client", json!({}))
+        .await
+        .unwrap();
     assert_eq!(r["result"]["isError"], json!(true));
     let mut b = gw.connect(Some(&gw.other_tokens[0])).await;
     b.initialize().await.unwrap();
-    let r = b.call_tool("openvpn_disconnect_client", json!({})).await.unwrap();
-    assert_ne!(r["result"]["isError"], json!(true), "another identity has its own bucket: {r}");
+    let r = b
+        .call_tool("openvpn_disconnect_client", json!({}))
+        .await
+        .unwrap();
+    assert_ne!(
+        r["result"]["isError"],
+        json!(true),
+        "another identity has its own bucket: {r}"
+    );
 }
 
 #[tokio::test]
 async fn the_product_pages_policy_json_loads_unchanged() {
-    let policy_json = include_str!("../examples/policy.json");
     let gw = Gateway::start_with(Options {
         policy: "[policy]\nfile = \"policy.json\"\n".into(),
+        files: vec![(
+            "policy.json".into(),
+            include_str!("../examples/policy.json").into(),
+        )],
         ..Options::default()
     });
-    // The config was written before the policy file exists; write it and reload.
-    std::fs::write(gw.path("policy.json"), policy_json).unwrap();
-    drop(gw);
-    let gw = {
-        let dir_policy = policy_json.to_string();
-        let gw = Gateway::start_with(Options {
-            policy: String::new(),
-            ..Options::default()
-        });
-        drop(gw);
-        dir_policy
-    };
-    let _ = gw;
+    let mut agent = gw.agent().await;
+    assert_eq!(
+        agent.list_tools().await.unwrap(),
+        ["openvpn_disconnect_client"]
+    );
+    let mut results = Vec::new();
+    for i in 0..12 {
+        let r = agent
+            .call_tool("openvpn_disconnect_client", json!({"client_id": i}))
+            .await
+            .unwrap();
+        results.push(r["result"]["isError"] == json!(true));
+    }
+    assert_eq!(
+        results.iter().filter(|limited| !**limited).count(),
+        10,
+        "10 calls a minute per grant"
+    );
+    assert!(results[10] && results[11]);
+    let r = agent
+        .call_tool("firewall_list_rules", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        r["error"]["code"],
+        json!(-32602),
+        "everything else is denied: {r}"
+    );
+    assert_eq!(gw.upstream_calls().len(), 10);
 }
 
 #[tokio::test]
@@ -137,12 +211,24 @@ async fn unauthenticated_requests_get_401_and_are_throttled() {
     let mut wrong = gw.connect(Some("mcpgw_not_a_token")).await;
     let r = wrong.post_raw(init.clone(), &[]).await.unwrap();
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert!(r.headers["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+    assert!(
+        r.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
     let r = wrong.post_raw(init.clone(), &[]).await.unwrap();
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let r = wrong.post_raw(init.clone(), &[]).await.unwrap();
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
-    assert!(r.headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert!(
+        r.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
     // Throttled addresses are refused even with a good token until the wait is over.
     let mut good = gw.connect(Some(&gw.token)).await;
     let r = good.post_raw(init, &[]).await.unwrap();
@@ -155,7 +241,10 @@ async fn the_token_never_reaches_the_upstream() {
     // check through the stdio child's view instead: arguments and meta carry no token.
     let gw = Gateway::start(support::DEFAULT_POLICY);
     let mut agent = gw.agent().await;
-    agent.call_tool("firewall_list_rules", json!({})).await.unwrap();
+    agent
+        .call_tool("firewall_list_rules", json!({}))
+        .await
+        .unwrap();
     let recorded = std::fs::read_to_string(gw.path("calls.jsonl")).unwrap();
     assert!(!recorded.contains(&gw.token));
     assert!(!recorded.contains(&gw.token[6..]));
@@ -176,7 +265,10 @@ async fn streamable_http_rules() {
         .header("mcp-session-id", agent.session.clone().unwrap())
         .body(http_body_util::Full::new(bytes::Bytes::from(call.clone())))
         .unwrap();
-    assert_eq!(agent.send(req).await.unwrap().status, StatusCode::NOT_ACCEPTABLE);
+    assert_eq!(
+        agent.send(req).await.unwrap().status,
+        StatusCode::NOT_ACCEPTABLE
+    );
 
     // Content-Type must be JSON.
     let req = http::Request::post("/mcp")
@@ -186,7 +278,10 @@ async fn streamable_http_rules() {
         .header("accept", "application/json, text/event-stream")
         .body(http_body_util::Full::new(bytes::Bytes::from(call.clone())))
         .unwrap();
-    assert_eq!(agent.send(req).await.unwrap().status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(
+        agent.send(req).await.unwrap().status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
 
     // GET offers no stream; other paths do not exist.
     let req = http::Request::get("/mcp")
@@ -203,16 +298,25 @@ async fn streamable_http_rules() {
     assert_eq!(agent.send(req).await.unwrap().status, StatusCode::NOT_FOUND);
 
     // Unsupported protocol version.
-    let r = agent.post_raw(call.clone(), &[("mcp-protocol-version", "1999-01-01")]).await.unwrap();
+    let r = agent
+        .post_raw(call.clone(), &[("mcp-protocol-version", "1999-01-01")])
+        .await
+        .unwrap();
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 
     // Origin not allowed.
-    let r = agent.post_raw(call.clone(), &[("origin", "https://evil.example")]).await.unwrap();
+    let r = agent
+        .post_raw(call.clone(), &[("origin", "https://evil.example")])
+        .await
+        .unwrap();
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 
     // Notifications get 202 and no body.
     let r = agent
-        .post_raw(json!({"jsonrpc":"2.0","method":"notifications/initialized"}).to_string(), &[])
+        .post_raw(
+            json!({"jsonrpc":"2.0","method":"notifications/initialized"}).to_string(),
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(r.status, StatusCode::ACCEPTED);
@@ -220,12 +324,24 @@ async fn streamable_http_rules() {
 
     // Mirrored headers must agree with the body.
     let r = agent
-        .post_raw(call.clone(), &[("mcp-method", "tools/call"), ("mcp-name", "firewall_delete_rule")])
+        .post_raw(
+            call.clone(),
+            &[
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "firewall_delete_rule"),
+            ],
+        )
         .await
         .unwrap();
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let r = agent
-        .post_raw(call.clone(), &[("mcp-method", "tools/call"), ("mcp-name", "firewall_list_rules")])
+        .post_raw(
+            call.clone(),
+            &[
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "firewall_list_rules"),
+            ],
+        )
         .await
         .unwrap();
     assert_eq!(r.status, StatusCode::OK);
@@ -267,7 +383,11 @@ async fn sessions_are_bound_to_their_identity() {
         )
         .await
         .unwrap();
-    assert_eq!(r.status, StatusCode::NOT_FOUND, "another identity's session looks like no session");
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "another identity's session looks like no session"
+    );
     assert!(gw.upstream_calls().is_empty());
 }
 
@@ -314,7 +434,12 @@ async fn bad_input_gets_clear_errors_and_is_never_forwarded() {
     ];
     for (what, body, status, code) in cases {
         let r = agent.post_raw(body, &[]).await.unwrap();
-        assert_eq!(r.status, status, "{what}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            status,
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         assert_eq!(r.json().unwrap()["error"]["code"], json!(code), "{what}");
     }
     // Too large.
@@ -336,10 +461,16 @@ async fn bad_input_gets_clear_errors_and_is_never_forwarded() {
     let r = agent.request("admin/shutdown", json!({})).await.unwrap();
     assert_eq!(r["error"]["code"], json!(-32601));
     // Invalid params.
-    let r = agent.request("tools/call", json!({"name": 7})).await.unwrap();
+    let r = agent
+        .request("tools/call", json!({"name": 7}))
+        .await
+        .unwrap();
     assert_eq!(r["error"]["code"], json!(-32602));
     let r = agent
-        .request("tools/call", json!({"name": "firewall_list_rules", "arguments": ["a"]}))
+        .request(
+            "tools/call",
+            json!({"name": "firewall_list_rules", "arguments": ["a"]}),
+        )
         .await
         .unwrap();
     assert_eq!(r["error"]["code"], json!(-32602));
@@ -357,14 +488,29 @@ async fn every_decision_is_written_to_syslog() {
         ..Options::default()
     });
     let mut agent = gw.agent().await;
-    agent.call_tool("firewall_list_rules", json!({"interface": "lan", "secret": "s3"})).await.unwrap();
-    agent.call_tool("firewall_delete_rule", json!({})).await.unwrap();
+    agent
+        .call_tool(
+            "firewall_list_rules",
+            json!({"interface": "lan", "secret": "s3"}),
+        )
+        .await
+        .unwrap();
+    agent
+        .call_tool("firewall_delete_rule", json!({}))
+        .await
+        .unwrap();
     agent.call_tool("ssh_execute", json!({})).await.unwrap();
     for _ in 0..11 {
-        agent.call_tool("openvpn_disconnect_client", json!({})).await.unwrap();
+        agent
+            .call_tool("openvpn_disconnect_client", json!({}))
+            .await
+            .unwrap();
     }
     let lines = gw.syslog_lines(16, Duration::from_secs(5));
-    let decisions: Vec<&String> = lines.iter().filter(|l| msg_of(l).starts_with("decision=")).collect();
+    let decisions: Vec<&String> = lines
+        .iter()
+        .filter(|l| msg_of(l).starts_with("decision="))
+        .collect();
     let find = |needle: &str| {
         decisions
             .iter()
@@ -372,21 +518,43 @@ async fn every_decision_is_written_to_syslog() {
             .unwrap_or_else(|| panic!("no line with {needle:?} in {decisions:#?}"))
     };
     let allow = find("tool=firewall_list_rules");
-    assert!(allow.starts_with("<30>1 "), "allow at Informational: {allow}");
-    assert!(msg_of(allow).starts_with("decision=allow identity=agent src=127.0.0.1 method=tools/call"), "{allow}");
+    assert!(
+        allow.starts_with("<30>1 "),
+        "allow at Informational: {allow}"
+    );
+    assert!(
+        msg_of(allow).starts_with("decision=allow identity=agent src=127.0.0.1 method=tools/call"),
+        "{allow}"
+    );
     assert!(allow.contains("upstream=ok"), "{allow}");
     assert!(allow.contains("latency_us="), "{allow}");
     assert!(allow.contains("arg.interface="), "{allow}");
-    assert!(!allow.contains("s3"), "arguments not named in log_arguments are not logged: {allow}");
+    assert!(
+        !allow.contains("s3"),
+        "arguments not named in log_arguments are not logged: {allow}"
+    );
     let deny = find("tool=firewall_delete_rule");
     assert!(deny.starts_with("<28>1 "), "deny at Warning: {deny}");
-    assert!(deny.contains("decision=deny") && deny.contains("reason=\"deleting rules needs a human\""), "{deny}");
+    assert!(
+        deny.contains("decision=deny") && deny.contains("reason=\"deleting rules needs a human\""),
+        "{deny}"
+    );
     assert!(deny.contains("upstream=-"), "{deny}");
     assert!(find("tool=ssh_execute").contains("decision=hide"));
     let limit = find("decision=limit");
-    assert!(limit.starts_with("<28>1 ") && limit.contains("rule=tools.openvpn_disconnect_client.limits[0]"), "{limit}");
-    assert!(lines.iter().all(|l| l.contains(" mcpgw ")), "app-name mcpgw");
-    assert!(!lines.iter().any(|l| l.contains(&gw.token)), "tokens never logged");
+    assert!(
+        limit.starts_with("<28>1 ")
+            && limit.contains("rule=tools.openvpn_disconnect_client.limits[0]"),
+        "{limit}"
+    );
+    assert!(
+        lines.iter().all(|l| l.contains(" mcpgw ")),
+        "app-name mcpgw"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains(&gw.token)),
+        "tokens never logged"
+    );
 }
 
 #[tokio::test]
@@ -397,7 +565,8 @@ async fn a_killed_upstream_child_fails_the_call_and_comes_back() {
     // A slow call is in flight when the child is killed.
     let mut slow = gw.agent().await;
     let in_flight = tokio::spawn(async move {
-        slow.call_tool("firewall_list_rules", json!({"_mock_sleep_ms": 5000})).await
+        slow.call_tool("firewall_list_rules", json!({"_mock_sleep_ms": 5000}))
+            .await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     unsafe { libc::kill(first_pid, libc::SIGKILL) };
@@ -410,7 +579,10 @@ async fn a_killed_upstream_child_fails_the_call_and_comes_back() {
     // The next call succeeds on a restarted child (bounded retries while it restarts).
     let mut ok = None;
     for _ in 0..50 {
-        let r = agent.call_tool("firewall_list_rules", json!({})).await.unwrap();
+        let r = agent
+            .call_tool("firewall_list_rules", json!({}))
+            .await
+            .unwrap();
         if r.get("error").is_none() {
             ok = Some(r);
             break;
@@ -420,14 +592,22 @@ async fn a_killed_upstream_child_fails_the_call_and_comes_back() {
     assert!(ok.is_some(), "upstream came back");
     let second_pid = gw.mock_pid().unwrap();
     assert_ne!(first_pid, second_pid);
-    assert!(!alive(first_pid) || std::fs::read_to_string(format!("/proc/{first_pid}/stat")).map(|s| s.contains(") Z")).unwrap_or(true));
+    assert!(
+        !alive(first_pid)
+            || std::fs::read_to_string(format!("/proc/{first_pid}/stat"))
+                .map(|s| s.contains(") Z"))
+                .unwrap_or(true)
+    );
 }
 
 #[tokio::test]
 async fn sigterm_stops_the_gateway_and_its_upstream_child() {
     let mut gw = Gateway::start(support::DEFAULT_POLICY);
     let mut agent = gw.agent().await;
-    agent.call_tool("firewall_list_rules", json!({})).await.unwrap();
+    agent
+        .call_tool("firewall_list_rules", json!({}))
+        .await
+        .unwrap();
     let child = gw.mock_pid().unwrap();
     assert!(alive(child));
     let status = gw.stop().expect("stopped within 10 s");
@@ -465,9 +645,15 @@ async fn http_upstream_works_too() {
     let mut agent = gw.agent().await;
     let tools = agent.list_tools().await.unwrap();
     assert_eq!(tools.len(), 4);
-    let r = agent.call_tool("firewall_list_rules", json!({"a": 1})).await.unwrap();
+    let r = agent
+        .call_tool("firewall_list_rules", json!({"a": 1}))
+        .await
+        .unwrap();
     assert!(text_of(&r).contains("firewall_list_rules"), "{r}");
-    let r = agent.call_tool("firewall_delete_rule", json!({})).await.unwrap();
+    let r = agent
+        .call_tool("firewall_delete_rule", json!({}))
+        .await
+        .unwrap();
     assert_eq!(r["result"]["isError"], json!(true));
     let calls = support::recorded_calls(&record);
     assert_eq!(calls.len(), 1);
@@ -489,11 +675,13 @@ async fn h2_and_http1_are_offered_by_alpn_and_tls12_works() {
         for c in rustls_pki_types::CertificateDer::pem_slice_iter(gw.cert_pem.as_bytes()) {
             roots.add(c.unwrap()).unwrap();
         }
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(versions)
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
         config.alpn_protocols = vec![alpn.clone()];
         let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
         let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
@@ -515,27 +703,45 @@ fn check_reports_file_line_col() {
         "[listen]\naddress = \"127.0.0.1:8443\"\nplaintext = true\n\n[upstream]\ncommand = \"x\"\n\n[policy]\ndefault = \"maybe\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(support::GATEWAY).args(["check", "-c"]).arg(&cfg).output().unwrap();
+    let out = std::process::Command::new(support::GATEWAY)
+        .args(["check", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with(&format!("{}:9:11: ", cfg.display())), "{err}");
+    assert!(
+        err.starts_with(&format!("{}:9:11: ", cfg.display())),
+        "{err}"
+    );
 
     std::fs::write(
         &cfg,
         "[listen]\naddress = \"0.0.0.0:8443\"\nplaintext = true\n\n[upstream]\ncommand = \"x\"\n\n[policy]\n",
     )
     .unwrap();
-    let out = std::process::Command::new(support::GATEWAY).args(["check", "-c"]).arg(&cfg).output().unwrap();
+    let out = std::process::Command::new(support::GATEWAY)
+        .args(["check", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(":2:11: plain HTTP is allowed only on a loopback address"), "{err}");
+    assert!(
+        err.contains(":2:11: plain HTTP is allowed only on a loopback address"),
+        "{err}"
+    );
 
     std::fs::write(
         &cfg,
         "[listen]\naddress = \"127.0.0.1:8443\"\ncert = \"missing.pem\"\nkey = \"missing.pem\"\n\n[upstream]\ncommand = \"x\"\n\n[policy]\n",
     )
     .unwrap();
-    let out = std::process::Command::new(support::GATEWAY).args(["check", "-c"]).arg(&cfg).output().unwrap();
+    let out = std::process::Command::new(support::GATEWAY)
+        .args(["check", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read certificate"));
 
@@ -544,8 +750,17 @@ fn check_reports_file_line_col() {
         "[listen]\naddress = \"127.0.0.1:8443\"\nplaintext = true\n\n[upstream]\ncommand = \"x\"\n\n[policy]\n[policy.tools.firewall_list_rules]\n",
     )
     .unwrap();
-    let out = std::process::Command::new(support::GATEWAY).args(["check", "-c"]).arg(&cfg).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(support::GATEWAY)
+        .args(["check", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.lines().count(), 1);
     assert!(stdout.contains(": OK: "), "{stdout}");
@@ -553,10 +768,17 @@ fn check_reports_file_line_col() {
 
 #[test]
 fn token_new_prints_the_token_once_and_only_its_hash_for_the_config() {
-    let out = std::process::Command::new(support::GATEWAY).args(["token", "new", "--name", "cursor"]).output().unwrap();
+    let out = std::process::Command::new(support::GATEWAY)
+        .args(["token", "new", "--name", "cursor"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    let token = text.lines().find_map(|l| l.trim().strip_prefix("mcpgw_")).map(|t| format!("mcpgw_{t}")).unwrap();
+    let token = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("mcpgw_"))
+        .map(|t| format!("mcpgw_{t}"))
+        .unwrap();
     let hash_line = text.lines().find(|l| l.contains("token_sha256")).unwrap();
     let hash = mcpgw::identity::TokenHash::of(token.as_bytes()).to_hex();
     assert!(hash_line.contains(&hash));

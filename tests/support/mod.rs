@@ -36,6 +36,8 @@ pub struct Options {
     /// Extra identities: (name, token).
     pub more_identities: Vec<String>,
     pub plaintext: bool,
+    /// Files written next to the config before the gateway starts: (name, content).
+    pub files: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -47,6 +49,7 @@ impl Default for Options {
             syslog_extra: String::new(),
             more_identities: Vec::new(),
             plaintext: false,
+            files: Vec::new(),
         }
     }
 }
@@ -98,14 +101,25 @@ impl Gateway {
         let (cert, key) = self_signed(&["localhost"]).expect("certificate");
         std::fs::write(dir.path().join("cert.pem"), &cert).unwrap();
         std::fs::write(dir.path().join("key.pem"), &key).unwrap();
+        for (name, content) in &opts.files {
+            std::fs::write(dir.path().join(name), content).unwrap();
+        }
         let syslog = UnixDatagram::bind(dir.path().join("log.sock")).unwrap();
-        syslog.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        syslog
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
         let (token, hash) = new_token().unwrap();
-        let mut identities = format!("[[identity]]\nname = \"agent\"\ntoken_sha256 = [\"{}\"]\n", hash.to_hex());
+        let mut identities = format!(
+            "[[identity]]\nname = \"agent\"\ntoken_sha256 = [\"{}\"]\n",
+            hash.to_hex()
+        );
         let mut other_tokens = Vec::new();
         for name in &opts.more_identities {
             let (t, h) = new_token().unwrap();
-            identities += &format!("[[identity]]\nname = \"{name}\"\ntoken_sha256 = [\"{}\"]\n", h.to_hex());
+            identities += &format!(
+                "[[identity]]\nname = \"{name}\"\ntoken_sha256 = [\"{}\"]\n",
+                h.to_hex()
+            );
             other_tokens.push(t);
         }
         let upstream = match &opts.upstream {
@@ -147,7 +161,10 @@ impl Gateway {
             Ok(a) => a.parse().unwrap(),
             Err(_) => {
                 let _ = child.kill();
-                panic!("gateway did not start; stderr: {:?}\nconfig:\n{config}", lines.lock().unwrap());
+                panic!(
+                    "gateway did not start; stderr: {:?}\nconfig:\n{config}",
+                    lines.lock().unwrap()
+                );
             }
         };
         Gateway {
@@ -181,7 +198,9 @@ impl Gateway {
         } else {
             Some((tls_config(self.cert_pem.as_bytes()).unwrap(), "localhost"))
         };
-        McpClient::connect(self.addr, tls, token).await.expect("connect")
+        McpClient::connect(self.addr, tls, token)
+            .await
+            .expect("connect")
     }
 
     /// Every tools/call the mock upstream received: (tool, arguments).
@@ -205,7 +224,11 @@ impl Gateway {
     }
 
     pub fn mock_pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.path("mock.pid")).ok()?.trim().parse().ok()
+        std::fs::read_to_string(self.path("mock.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     pub fn signal(&self, sig: i32) {
@@ -252,7 +275,12 @@ pub fn recorded_calls(path: &Path) -> Vec<(String, Value)> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .map(|v| (v["tool"].as_str().unwrap_or("").to_string(), v["arguments"].clone()))
+        .map(|v| {
+            (
+                v["tool"].as_str().unwrap_or("").to_string(),
+                v["arguments"].clone(),
+            )
+        })
         .collect()
 }
 
