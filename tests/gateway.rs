@@ -629,11 +629,12 @@ async fn http_upstream_works_too() {
         .unwrap();
     let mut port = None;
     for _ in 0..100 {
-        if let Ok(p) = std::fs::read_to_string(&port_file) {
-            if let Ok(p) = p.trim().parse::<u16>() {
-                port = Some(p);
-                break;
-            }
+        if let Some(p) = std::fs::read_to_string(&port_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<u16>().ok())
+        {
+            port = Some(p);
+            break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }

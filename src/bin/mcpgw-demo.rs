@@ -105,9 +105,19 @@ async fn demo() -> Result<bool, String> {
     let (token, hash) = new_token()?;
     let syslog_path = dir.join("log.sock");
     let syslog = UnixDatagram::bind(&syslog_path).map_err(|e| format!("syslog socket: {e}"))?;
-    syslog
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .map_err(|e| e.to_string())?;
+    // Drain the socket as lines arrive, as syslogd does (a datagram socket's queue is short).
+    let (log_tx, log_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 8192];
+        while let Ok(n) = syslog.recv(&mut buf) {
+            if log_tx
+                .send(String::from_utf8_lossy(&buf[..n]).to_string())
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
     let config = format!(
         r#"[listen]
 address = "127.0.0.1:0"
@@ -169,7 +179,7 @@ token_sha256 = ["{hash}"]
     let mut ok = true;
     let tools = agent.list_tools().await?;
     println!(
-        "   tools/list -> {} visible of the server's 145: {}",
+        "   tools/list -> {} visible of the mock server's 200: {}",
         tools.len(),
         tools.join(", ")
     );
@@ -247,9 +257,7 @@ token_sha256 = ["{hash}"]
     step("5. the decisions, as the admin reads them in the OPNsense log viewer");
     println!("   {:<27} {:<9} {:<12} Line", "Date", "Severity", "Process");
     let mut lines = 0;
-    let mut buf = vec![0u8; 8192];
-    while let Ok(n) = syslog.recv(&mut buf) {
-        let line = String::from_utf8_lossy(&buf[..n]).to_string();
+    while let Ok(line) = log_rx.recv_timeout(Duration::from_millis(300)) {
         if let Some((date, severity, process, msg)) = viewer_columns(&line) {
             println!("   {date:<27} {severity:<9} {process:<12} {msg}");
             lines += 1;

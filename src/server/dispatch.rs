@@ -378,10 +378,16 @@ fn subject_name(subject: &Subject) -> Option<String> {
     }
 }
 
-/// Values of the arguments the config asks to log, as compact JSON.
+/// Values of the arguments the config asks to log: strings as they are, anything else as
+/// compact JSON.
 fn logged_arguments(names: &[String], args: &Map<String, Value>) -> Vec<(String, String)> {
     names
         .iter()
-        .filter_map(|n| args.get(n).map(|v| (n.clone(), v.to_string())))
+        .filter_map(|n| {
+            args.get(n).map(|v| match v {
+                Value::String(s) => (n.clone(), s.clone()),
+                other => (n.clone(), other.to_string()),
+            })
+        })
         .collect()
 }

@@ -83,7 +83,8 @@ pub struct Gateway {
     pub other_tokens: Vec<String>,
     pub cert_pem: String,
     pub child: Option<Child>,
-    pub syslog: UnixDatagram,
+    /// Syslog lines received so far (a thread drains the socket as lines arrive, like syslogd).
+    pub syslog: Arc<Mutex<Vec<String>>>,
     pub stderr: Arc<Mutex<Vec<String>>>,
     pub plaintext: bool,
 }
@@ -174,7 +175,7 @@ impl Gateway {
             other_tokens,
             cert_pem: cert,
             child: Some(child),
-            syslog,
+            syslog: syslog_lines,
             stderr: lines,
             plaintext: opts.plaintext,
         }
@@ -211,16 +212,13 @@ impl Gateway {
     /// Syslog lines received so far (waits up to `wait` for at least `at_least` of them).
     pub fn syslog_lines(&self, at_least: usize, wait: Duration) -> Vec<String> {
         let deadline = Instant::now() + wait;
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 16384];
-        while Instant::now() < deadline {
-            match self.syslog.recv(&mut buf) {
-                Ok(n) => out.push(String::from_utf8_lossy(&buf[..n]).to_string()),
-                Err(_) if out.len() >= at_least => break,
-                Err(_) => {}
+        loop {
+            let lines = self.syslog.lock().unwrap().clone();
+            if lines.len() >= at_least || Instant::now() >= deadline {
+                return lines;
             }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        out
     }
 
     pub fn mock_pid(&self) -> Option<i32> {
