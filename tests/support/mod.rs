@@ -106,9 +106,17 @@ impl Gateway {
             std::fs::write(dir.path().join(name), content).unwrap();
         }
         let syslog = UnixDatagram::bind(dir.path().join("log.sock")).unwrap();
-        syslog
-            .set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
+        let syslog_lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = syslog_lines.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 16384];
+            // Drains like syslogd does: a datagram socket's queue is short (10 on Linux).
+            while let Ok(n) = syslog.recv(&mut buf) {
+                sink.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..n]).to_string());
+            }
+        });
         let (token, hash) = new_token().unwrap();
         let mut identities = format!(
             "[[identity]]\nname = \"agent\"\ntoken_sha256 = [\"{}\"]\n",
