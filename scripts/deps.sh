@@ -141,6 +141,18 @@ pip_stamped() {
 }
 
 deps_test() {
+  # make test runs cargo fmt and cargo clippy.
+  local c
+  for c in fmt:rustfmt clippy:clippy; do
+    if ! cargo "${c%%:*}" --version >/dev/null 2>&1; then
+      if command -v rustup >/dev/null 2>&1 && rustup component add "${c#*:}" >/dev/null; then
+        say "added rustup component ${c#*:}"
+      else
+        warn "cargo ${c%%:*} is not available (rustup component ${c#*:})"
+      fi
+    fi
+  done
+
   apt_ensure openssl curl ca-certificates shellcheck libxml2-utils php-cli python3-jinja2 || true
 
   pip_stamped test tests/requirements.txt || true
