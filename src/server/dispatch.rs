@@ -252,7 +252,7 @@ async fn allowed(
     }
     let key = request_key(id);
     let mut cancelled = ctx.session.as_ref().map(|s| s.begin(&key));
-    let call = shared.upstream.call(method, params.cloned());
+    let call = forward(shared, method, params);
     let outcome = match cancelled.as_mut() {
         Some(rx) => {
             tokio::select! {
@@ -302,6 +302,59 @@ async fn allowed(
             ))
         }
     }
+}
+
+/// Most pages an upstream list is followed for.
+const MAX_LIST_PAGES: usize = 64;
+
+/// Sends the request upstream. A list request without a cursor is answered with the whole
+/// list in one page: filtering page by page would hand agents pages that are empty or
+/// nearly so, and many clients never ask for a second page.
+async fn forward(
+    shared: &Shared,
+    method: &str,
+    params: Option<&Value>,
+) -> Result<Outcome, UpstreamError> {
+    let has_cursor = params.and_then(|p| p.get("cursor")).is_some();
+    let Some(kind) = list_kind(method).filter(|_| !has_cursor) else {
+        return shared.upstream.call(method, params.cloned()).await;
+    };
+    let mut params = params.cloned().unwrap_or_else(|| json!({}));
+    let mut merged: Option<Value> = None;
+    for _ in 0..MAX_LIST_PAGES {
+        let page = match shared.upstream.call(method, Some(params.clone())).await? {
+            Outcome::Result(page) => page,
+            error @ Outcome::Error(_) => return Ok(error),
+        };
+        let next = page
+            .get("nextCursor")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        match merged.as_mut() {
+            None => merged = Some(page),
+            Some(all) => {
+                let items = page
+                    .get(kind.field())
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                if let Some(list) = all.get_mut(kind.field()).and_then(Value::as_array_mut) {
+                    list.extend(items);
+                }
+            }
+        }
+        match (next, params.as_object_mut()) {
+            (Some(cursor), Some(p)) => {
+                p.insert("cursor".into(), Value::String(cursor));
+            }
+            _ => break,
+        }
+    }
+    let mut all = merged.unwrap_or_else(|| json!({}));
+    if let Some(obj) = all.as_object_mut() {
+        obj.remove("nextCursor");
+    }
+    Ok(Outcome::Result(all))
 }
 
 fn filter(runtime: &Runtime, ctx: &CallContext, kind: ListKind, result: &mut Value) {
