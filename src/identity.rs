@@ -4,6 +4,7 @@
 //! A presented token is hashed once and compared against every known hash without stopping
 //! early, so the time taken says nothing about which identity (if any) came close.
 
+use std::net::IpAddr;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -58,6 +59,18 @@ pub struct IdentityConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub name: Arc<str>,
+    /// The address the caller connects from (`None` outside a connection, e.g. `explain`).
+    pub source: Option<IpAddr>,
+}
+
+impl Identity {
+    /// An identity by name, with no source address.
+    pub fn named(name: &str) -> Identity {
+        Identity {
+            name: name.into(),
+            source: None,
+        }
+    }
 }
 
 /// All token hashes, ready for lookups.
@@ -86,7 +99,10 @@ impl TokenTable {
                 found = Some(name);
             }
         }
-        found.map(|name| Identity { name: name.clone() })
+        found.map(|name| Identity {
+            name: name.clone(),
+            source: None,
+        })
     }
 
     pub fn is_empty(&self) -> bool {

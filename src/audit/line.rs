@@ -36,6 +36,9 @@ const LINE_CUT: &str = " …";
 pub fn format_decision(rec: &DecisionRecord) -> String {
     let mut line = Line::new();
     line.pair("decision", Some(rec.verdict.as_str()));
+    if rec.shadow {
+        line.pair("shadow", Some("true"));
+    }
     line.pair("identity", rec.identity.as_deref());
     let src = rec.source.map(|ip| ip.to_string());
     line.pair("src", src.as_deref());
@@ -296,6 +299,7 @@ mod tests {
     fn deny() -> DecisionRecord {
         DecisionRecord {
             verdict: Verdict::Deny,
+            shadow: false,
             identity: Some(Arc::from("claude")),
             source: Some("192.0.2.7".parse().unwrap()),
             method: "tools/call".to_string(),

@@ -63,6 +63,8 @@ pub enum Severity {
 #[derive(Debug, Clone)]
 pub struct DecisionRecord {
     pub verdict: Verdict,
+    /// The verdict was not enforced (shadow mode): the call went through anyway.
+    pub shadow: bool,
     /// The authenticated identity's name.
     pub identity: Option<Arc<str>>,
     /// The agent's address.
@@ -88,6 +90,7 @@ impl DecisionRecord {
     pub fn new(verdict: Verdict, method: impl Into<String>) -> DecisionRecord {
         DecisionRecord {
             verdict,
+            shadow: false,
             identity: None,
             source: None,
             method: method.into(),

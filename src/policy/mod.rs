@@ -6,15 +6,20 @@
 //! table-testable and the cost of one decision measurable on its own.
 //!
 //! A policy comes from the `[policy]` table of mcpgw.toml, or from a file it names: native TOML
-//! or a PolicyLayer `policy.json` (see [`policylayer`]). Both compile to the same rules:
+//! or a PolicyLayer `policy.json` (see [`policylayer`]). Both compile to the same rules. For a
+//! `tools/call` of tool T the first of these that exists decides:
 //!
-//! * `default`: what happens to a tool no rule names (`deny` unless set). Tools denied by the
-//!   default are also left out of `tools/list`, so an agent sees only what it may use.
-//! * per tool: `allow`, `deny` with a reason (the tool stays visible and the agent is told
-//!   why), or `hide` (the tool disappears and calling it looks like calling a tool that does
-//!   not exist).
-//! * per tool limits: token buckets of `max` calls `per` second, minute, hour or day, counted
-//!   per identity (`scope = "identity"`, PolicyLayer's `grant`) or for everyone (`global`).
+//! 1. `hide = ["*"]`, or T listed in `hide`: the tool does not exist for the caller.
+//! 2. `[policy.tools.T]`: allow, deny with a reason, or hide; allowed tools may carry limits.
+//! 3. `[policy.risk.CLASS]` for T's risk class in the built-in catalogue (read, write,
+//!    execute, destructive), with the same shape as a tool rule.
+//! 4. For a tool the catalogue knows: `default`. For one it does not: `unknown_tools`
+//!    (deny unless set), so a tool that appears in a new server version is governed at once.
+//!
+//! Every allowed tool call then also passes the `[policy.all_tools]` limits. A rule (or the
+//! whole policy) in `shadow` mode logs what it would deny but lets the call through, so a
+//! policy can be rolled out safely. Tools denied by the default are left out of
+//! `tools/list`; explicitly denied ones stay listed so the agent can learn why.
 
 pub mod limits;
 pub mod policylayer;
@@ -28,6 +33,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::catalogue::{self, Risk};
 use crate::config::{ConfigError, SourceMap};
 use crate::identity::Identity;
 use crate::mcp::subject::Subject;
@@ -36,11 +42,21 @@ use limits::{LimitSpec, Limiter, Scope, Window};
 /// The name of the rule behind a decision, as written in the log (`tools.NAME`, `default`, ...).
 pub type RuleName = Arc<str>;
 
+/// A denial or limit that shadow mode turned into an allow: logged, not enforced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shadowed {
+    /// `Deny` or `Limited`, as it would have been.
+    pub would_be: Box<Decision>,
+}
+
 /// What the policy says about one request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    /// Forward it.
-    Allow { rule: RuleName },
+    /// Forward it. With `shadow`, a shadow-mode rule would have refused it.
+    Allow {
+        rule: RuleName,
+        shadow: Option<Shadowed>,
+    },
     /// Refuse it. `visible` says whether the caller may know the tool exists: a tool denied by
     /// the default is not, so the refusal reads like an unknown tool.
     Deny {
@@ -60,7 +76,7 @@ pub enum Decision {
 impl Decision {
     pub fn rule(&self) -> &str {
         match self {
-            Decision::Allow { rule }
+            Decision::Allow { rule, .. }
             | Decision::Deny { rule, .. }
             | Decision::Hide { rule }
             | Decision::Limited { rule, .. } => rule,
@@ -69,6 +85,10 @@ impl Decision {
 
     pub fn is_allow(&self) -> bool {
         matches!(self, Decision::Allow { .. })
+    }
+
+    fn allow(rule: RuleName) -> Decision {
+        Decision::Allow { rule, shadow: None }
     }
 }
 
@@ -81,6 +101,16 @@ pub enum Action {
     Hide,
 }
 
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Deny => "deny",
+            Action::Hide => "hide",
+        }
+    }
+}
+
 /// `default = "allow" | "deny"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -89,8 +119,17 @@ pub enum DefaultAction {
     Deny,
 }
 
+impl DefaultAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DefaultAction::Allow => "allow",
+            DefaultAction::Deny => "deny",
+        }
+    }
+}
+
 /// The `[policy]` table of mcpgw.toml, as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySection {
     /// A policy file instead of inline rules: `.json` (PolicyLayer) or `.toml` (native).
@@ -101,15 +140,49 @@ pub struct PolicySection {
     /// Reason given for calls the default denies.
     #[serde(default)]
     pub default_reason: Option<String>,
-    /// Tools to hide (shorthand for `action = "hide"`).
+    /// What happens to tools the built-in catalogue does not know (deny unless set).
+    #[serde(default)]
+    pub unknown_tools: Option<DefaultAction>,
+    /// Shadow mode for the whole policy: log denials and limits, enforce nothing.
+    #[serde(default)]
+    pub shadow: bool,
+    /// Tools to hide (shorthand for `action = "hide"`); `"*"` hides every tool.
     #[serde(default)]
     pub hide: Vec<Spanned<String>>,
+    /// Limits every allowed tool call counts against.
+    #[serde(default)]
+    pub all_tools: Option<AllToolsSection>,
+    /// Defaults per risk class of the catalogue.
+    #[serde(default)]
+    pub risk: RiskSection,
     #[serde(default)]
     pub tools: BTreeMap<String, Spanned<ToolSection>>,
 }
 
+/// `[policy.all_tools]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllToolsSection {
+    #[serde(default)]
+    pub limits: Vec<Spanned<LimitSection>>,
+}
+
+/// `[policy.risk.read]`, `.write`, `.execute`, `.destructive`: a tool rule for a whole class.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RiskSection {
+    #[serde(default)]
+    pub read: Option<Spanned<ToolSection>>,
+    #[serde(default)]
+    pub write: Option<Spanned<ToolSection>>,
+    #[serde(default)]
+    pub execute: Option<Spanned<ToolSection>>,
+    #[serde(default)]
+    pub destructive: Option<Spanned<ToolSection>>,
+}
+
 /// `[policy.tools.NAME]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ToolSection {
     /// Defaults to `allow`: naming a tool, e.g. to limit it, allows it.
@@ -119,6 +192,9 @@ pub struct ToolSection {
     pub reason: Option<String>,
     #[serde(default)]
     pub limits: Vec<Spanned<LimitSection>>,
+    /// Log what this rule would deny or limit, but let the call through.
+    #[serde(default)]
+    pub shadow: bool,
 }
 
 /// One token bucket: `{ max = 10, per = "minute", scope = "identity" }`.
@@ -143,13 +219,14 @@ pub struct PolicySource<'a> {
     pub span: Range<usize>,
 }
 
-/// A compiled rule for one tool.
+/// A compiled rule: for one tool, or for a risk class.
 #[derive(Debug)]
-struct ToolRule {
+struct Rule {
     action: Action,
-    rule: RuleName,
+    name: RuleName,
     reason: Arc<str>,
     limits: Vec<Arc<Limiter>>,
+    shadow: bool,
 }
 
 /// A compiled, immutable policy with its rate-limit state.
@@ -157,13 +234,22 @@ struct ToolRule {
 pub struct Policy {
     default: DefaultAction,
     default_reason: Arc<str>,
-    tools: BTreeMap<String, ToolRule>,
-    /// Names of every tool rule, for `mcpgw check`.
+    unknown_tools: DefaultAction,
+    shadow: bool,
+    hide_all: bool,
+    tools: BTreeMap<String, Rule>,
+    /// Indexed by [`risk_index`].
+    risk: [Option<Rule>; 4],
+    all_tools: Vec<Arc<Limiter>>,
+    /// Every limiter by counter name (for state carried across reloads, and pruning).
+    counters: BTreeMap<String, Arc<Limiter>>,
     warnings: Vec<String>,
 }
 
-/// Rule name used for calls no tool rule names.
+/// Rule name used for calls no rule names.
 pub const DEFAULT_RULE: &str = "default";
+/// Rule name used for tools the catalogue does not know and no rule names.
+pub const UNKNOWN_RULE: &str = "unknown_tools";
 /// Rule name used for protocol methods (initialize, ping, lists).
 pub const PROTOCOL_RULE: &str = "protocol";
 
@@ -183,61 +269,161 @@ const PROTOCOL_METHODS: &[&str] = &[
     "notifications/roots/list_changed",
 ];
 
+const RISKS: [Risk; 4] = [Risk::Read, Risk::Write, Risk::Execute, Risk::Destructive];
+
+fn risk_index(risk: Risk) -> usize {
+    match risk {
+        Risk::Read => 0,
+        Risk::Write => 1,
+        Risk::Execute => 2,
+        Risk::Destructive => 3,
+    }
+}
+
+fn risk_name(risk: Risk) -> &'static str {
+    match risk {
+        Risk::Read => "read",
+        Risk::Write => "write",
+        Risk::Execute => "execute",
+        Risk::Destructive => "destructive",
+    }
+}
+
+/// Collects limiters while compiling, sharing buckets between limits of one counter.
+struct Counters<'a> {
+    map: BTreeMap<String, Arc<Limiter>>,
+    src: &'a PolicySource<'a>,
+}
+
+impl Counters<'_> {
+    fn compile(
+        &mut self,
+        owner: &str,
+        limits: Vec<Spanned<LimitSection>>,
+    ) -> Result<Vec<Arc<Limiter>>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, limit) in limits.into_iter().enumerate() {
+            let span = limit.span();
+            let limit = limit.into_inner();
+            if limit.max == 0 {
+                return Err(self.src.map.error(
+                    Some(span),
+                    format!(
+                        "{owner}: max = 0 never lets a call through; use action = \"deny\" instead"
+                    ),
+                ));
+            }
+            let spec = LimitSpec {
+                max: limit.max,
+                per: limit.per,
+                scope: limit.scope.unwrap_or(Scope::Identity),
+            };
+            let position = format!("{owner}.limits[{i}]");
+            let counter = limit.counter.clone().unwrap_or_else(|| position.clone());
+            let limiter = match self.map.get(&counter) {
+                Some(existing) if existing.spec == spec => existing.clone(),
+                Some(_) => {
+                    return Err(self.src.map.error(
+                        Some(span),
+                        format!("counter {counter:?} is used with a different max, window or scope: one counter is one bucket"),
+                    ));
+                }
+                None => {
+                    let rule: RuleName = match &limit.counter {
+                        Some(c) => format!("{position} counter={c}").into(),
+                        None => position.into(),
+                    };
+                    let limiter = Arc::new(Limiter::new(spec, counter.clone(), rule));
+                    self.map.insert(counter, limiter.clone());
+                    limiter
+                }
+            };
+            out.push(limiter);
+        }
+        Ok(out)
+    }
+
+    fn rule(&mut self, owner: &str, section: Spanned<ToolSection>) -> Result<Rule, ConfigError> {
+        let span = section.span();
+        let section = section.into_inner();
+        let action = section.action.unwrap_or(Action::Allow);
+        if action != Action::Allow && !section.limits.is_empty() {
+            return Err(self.src.map.error(
+                Some(span),
+                format!(
+                    "{owner} is {} but has limits: limits apply only to allowed tools",
+                    action.as_str()
+                ),
+            ));
+        }
+        if action != Action::Deny && section.reason.is_some() {
+            return Err(self.src.map.error(
+                Some(span),
+                format!("{owner} has a reason but is not denied: a reason is what a denied agent is told"),
+            ));
+        }
+        let limits = self.compile(owner, section.limits)?;
+        Ok(Rule {
+            action,
+            name: owner.into(),
+            reason: section
+                .reason
+                .unwrap_or_else(|| "denied by the gateway's policy".to_string())
+                .into(),
+            limits,
+            shadow: section.shadow,
+        })
+    }
+}
+
 impl Policy {
     /// Compiles the `[policy]` table (following `file` if it names one).
     pub fn compile(section: PolicySection, src: &PolicySource) -> Result<Policy, ConfigError> {
-        if let Some(file) = &section.file {
-            let inline = section.default.is_some()
-                || section.default_reason.is_some()
-                || !section.hide.is_empty()
-                || !section.tools.is_empty();
-            if inline {
-                return Err(src.map.error(
-                    Some(file.span()),
-                    "[policy] has both `file` and inline rules: keep the rules in one place",
-                ));
-            }
-            let path = {
-                let p = Path::new(file.get_ref());
-                if p.is_absolute() {
-                    p.to_path_buf()
-                } else {
-                    src.base.join(p)
-                }
-            };
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                src.map.error(
-                    Some(file.span()),
-                    format!("cannot read policy file {}: {e}", path.display()),
-                )
-            })?;
-            let map = SourceMap {
-                file: &path,
-                text: &text,
-            };
-            let is_json = path
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("json"));
-            let section = if is_json {
-                policylayer::parse(&map)?
-            } else {
-                let wrapper: NativePolicyFile = toml::from_str(&text)
-                    .map_err(|e| map.error(e.span(), e.message().trim().to_string()))?;
-                let span = wrapper.policy.span();
-                let inner = wrapper.policy.into_inner();
-                if inner.file.is_some() {
-                    return Err(map.error(Some(span), "a policy file cannot name another `file`"));
-                }
-                inner
-            };
-            let nested = PolicySource {
-                map: &map,
-                base: path.parent().unwrap_or(Path::new(".")),
-                span: 0..0,
-            };
-            return Policy::build(section, &nested);
+        let Some(file) = &section.file else {
+            return Policy::build(section, src);
+        };
+        let inline = section.default.is_some()
+            || section.default_reason.is_some()
+            || section.unknown_tools.is_some()
+            || section.shadow
+            || !section.hide.is_empty()
+            || section.all_tools.is_some()
+            || !section.tools.is_empty()
+            || section.risk.read.is_some()
+            || section.risk.write.is_some()
+            || section.risk.execute.is_some()
+            || section.risk.destructive.is_some();
+        if inline {
+            return Err(src.map.error(
+                Some(file.span()),
+                "[policy] has both `file` and inline rules: keep the rules in one place",
+            ));
         }
-        Policy::build(section, src)
+        let path = {
+            let p = Path::new(file.get_ref());
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                src.base.join(p)
+            }
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            src.map.error(
+                Some(file.span()),
+                format!("cannot read policy file {}: {e}", path.display()),
+            )
+        })?;
+        let map = SourceMap {
+            file: &path,
+            text: &text,
+        };
+        let section = read_policy_file(&map)?;
+        let nested = PolicySource {
+            map: &map,
+            base: path.parent().unwrap_or(Path::new(".")),
+            span: 0..0,
+        };
+        Policy::build(section, &nested)
     }
 
     fn build(section: PolicySection, src: &PolicySource) -> Result<Policy, ConfigError> {
@@ -246,92 +432,37 @@ impl Policy {
             .default_reason
             .unwrap_or_else(|| "not allowed by the gateway's policy".to_string())
             .into();
-        let mut tools: BTreeMap<String, ToolRule> = BTreeMap::new();
-        let mut counters: BTreeMap<String, (LimitSpec, Arc<Limiter>)> = BTreeMap::new();
-        let known = crate::catalogue::tool_names();
+        let mut counters = Counters {
+            map: BTreeMap::new(),
+            src,
+        };
+        let mut tools: BTreeMap<String, Rule> = BTreeMap::new();
         let mut warnings = Vec::new();
 
         for (name, tool) in section.tools {
-            let span = tool.span();
-            let tool = tool.into_inner();
-            check_tool_name(&name).map_err(|m| src.map.error(Some(span.clone()), m))?;
-            let action = tool.action.unwrap_or(Action::Allow);
-            if action != Action::Allow && !tool.limits.is_empty() {
-                return Err(src.map.error(
-                    Some(span),
-                    format!("tool {name:?} is {action:?} but has limits: limits apply only to allowed tools"),
-                ));
-            }
-            if action != Action::Deny && tool.reason.is_some() {
-                return Err(src.map.error(
-                    Some(span),
-                    format!("tool {name:?} has a reason but is not denied: a reason is what a denied agent is told"),
-                ));
-            }
-            let mut limiters = Vec::new();
-            for (i, limit) in tool.limits.into_iter().enumerate() {
-                let lspan = limit.span();
-                let limit = limit.into_inner();
-                if limit.max == 0 {
-                    return Err(src.map.error(
-                        Some(lspan),
-                        format!("tool {name:?}: max = 0 never lets a call through; use action = \"deny\" instead"),
-                    ));
-                }
-                let spec = LimitSpec {
-                    max: limit.max,
-                    per: limit.per,
-                    scope: limit.scope.unwrap_or(Scope::Identity),
-                };
-                let counter = limit
-                    .counter
-                    .clone()
-                    .unwrap_or_else(|| format!("tools.{name}.limits[{i}]"));
-                let limiter = match counters.get(&counter) {
-                    Some((existing, limiter)) if *existing == spec => limiter.clone(),
-                    Some(_) => {
-                        return Err(src.map.error(
-                            Some(lspan),
-                            format!("counter {counter:?} is used with different max, window or scope: one counter is one bucket"),
-                        ));
-                    }
-                    None => {
-                        let rule: RuleName = match &limit.counter {
-                            Some(c) => format!("tools.{name}.limits[{i}] counter={c}").into(),
-                            None => counter.clone().into(),
-                        };
-                        let limiter = Arc::new(Limiter::new(spec.clone(), rule));
-                        counters.insert(counter, (spec, limiter.clone()));
-                        limiter
-                    }
-                };
-                limiters.push(limiter);
-            }
-            if !known.contains(name.as_str()) {
-                warnings.push(match crate::catalogue::nearest(&name) {
+            check_tool_name(&name).map_err(|m| src.map.error(Some(tool.span()), m))?;
+            let rule = counters.rule(&format!("tools.{name}"), tool)?;
+            if catalogue::risk_of(&name).is_none() {
+                warnings.push(match catalogue::nearest(&name) {
                     Some(near) => format!(
-                        "tool {name:?} is not in the OPNsense MCP server's catalogue (nearest: {near:?})"
+                        "tool {name:?} is not in the OPNsense MCP server's catalogue (nearest: {near:?}); the rule applies if a server offers it"
                     ),
-                    None => format!("tool {name:?} is not in the OPNsense MCP server's catalogue"),
+                    None => format!(
+                        "tool {name:?} is not in the OPNsense MCP server's catalogue; the rule applies if a server offers it"
+                    ),
                 });
             }
-            let reason: Arc<str> = tool
-                .reason
-                .unwrap_or_else(|| "denied by the gateway's policy".to_string())
-                .into();
-            tools.insert(
-                name.clone(),
-                ToolRule {
-                    action,
-                    rule: format!("tools.{name}").into(),
-                    reason,
-                    limits: limiters,
-                },
-            );
+            tools.insert(name, rule);
         }
+
+        let mut hide_all = false;
         for name in section.hide {
             let span = name.span();
             let name = name.into_inner();
+            if name == "*" {
+                hide_all = true;
+                continue;
+            }
             check_tool_name(&name).map_err(|m| src.map.error(Some(span.clone()), m))?;
             if tools
                 .get(&name)
@@ -343,36 +474,132 @@ impl Policy {
                 ));
             }
             tools.insert(
-                name.clone(),
-                ToolRule {
+                name,
+                Rule {
                     action: Action::Hide,
-                    rule: "hide".into(),
+                    name: "hide".into(),
                     reason: "hidden".into(),
                     limits: Vec::new(),
+                    shadow: false,
                 },
             );
         }
-        Ok(Policy {
+
+        let mut risk: [Option<Rule>; 4] = [None, None, None, None];
+        let sections = [
+            section.risk.read,
+            section.risk.write,
+            section.risk.execute,
+            section.risk.destructive,
+        ];
+        for (class, s) in RISKS.into_iter().zip(sections) {
+            if let Some(s) = s {
+                risk[risk_index(class)] =
+                    Some(counters.rule(&format!("risk.{}", risk_name(class)), s)?);
+            }
+        }
+        let all_tools = match section.all_tools {
+            Some(a) => counters.compile("all_tools", a.limits)?,
+            None => Vec::new(),
+        };
+
+        let mut policy = Policy {
             default,
             default_reason,
+            unknown_tools: section.unknown_tools.unwrap_or(DefaultAction::Deny),
+            shadow: section.shadow,
+            hide_all,
             tools,
+            risk,
+            all_tools,
+            counters: counters.map,
             warnings,
-        })
+        };
+        policy.warnings.extend(policy.lint());
+        Ok(policy)
+    }
+
+    /// Findings that do not make a policy invalid but mean part of it can never act.
+    fn lint(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.hide_all {
+            let named = self
+                .tools
+                .values()
+                .filter(|r| r.action != Action::Hide)
+                .count();
+            if named > 0 {
+                out.push(format!(
+                    "hide = [\"*\"] hides every tool, so {named} tool rule(s) can never apply"
+                ));
+            }
+        }
+        // A limit looser than an all-tools limit of the same scope can never be the one that
+        // stops a call.
+        let tightest = |limits: &[Arc<Limiter>], scope: Scope| {
+            limits
+                .iter()
+                .filter(|l| l.spec.scope == scope)
+                .map(|l| l.spec.per.duration().as_secs_f64() / f64::from(l.spec.max))
+                .fold(None, |acc: Option<f64>, p| {
+                    Some(acc.map_or(p, |a| a.max(p)))
+                })
+        };
+        for (name, rule) in &self.tools {
+            for limit in &rule.limits {
+                let Some(all_period) = tightest(&self.all_tools, limit.spec.scope) else {
+                    continue;
+                };
+                let period = limit.spec.per.duration().as_secs_f64() / f64::from(limit.spec.max);
+                if period < all_period && limit.spec.max >= self.all_tools_burst(limit.spec.scope) {
+                    out.push(format!(
+                        "{} ({} per {}) can never be reached: the all_tools limit is stricter",
+                        limit.rule,
+                        limit.spec.max,
+                        limit.spec.per.as_str()
+                    ));
+                }
+            }
+            if rule.action == Action::Allow && rule.limits.is_empty() && !rule.shadow {
+                let redundant = self.default == DefaultAction::Allow
+                    && catalogue::risk_of(name).is_some_and(|r| self.risk[risk_index(r)].is_none());
+                if redundant {
+                    out.push(format!(
+                        "tools.{name} allows what the default already allows (the rule changes nothing)"
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    fn all_tools_burst(&self, scope: Scope) -> u32 {
+        self.all_tools
+            .iter()
+            .filter(|l| l.spec.scope == scope)
+            .map(|l| l.spec.max)
+            .min()
+            .unwrap_or(u32::MAX)
     }
 
     /// Decides one request. Pure apart from the token buckets: an `Allow` for a limited tool
-    /// has taken its cell from every bucket of that tool.
+    /// has taken its cell from every bucket it counts against.
     pub fn decide(&self, identity: &Identity, subject: &Subject) -> Decision {
         match subject {
             Subject::Tool { name, .. } => self.decide_tool(identity, name),
             Subject::Prompt { .. } | Subject::Resource { .. } | Subject::Completion { .. } => {
-                self.default_decision(true)
+                match self.default {
+                    DefaultAction::Allow => Decision::allow(DEFAULT_RULE.into()),
+                    DefaultAction::Deny => Decision::Deny {
+                        rule: DEFAULT_RULE.into(),
+                        reason: self.default_reason.clone(),
+                        visible: true,
+                    },
+                }
             }
             Subject::Method { method } => {
                 if PROTOCOL_METHODS.contains(method) {
-                    Decision::Allow {
-                        rule: PROTOCOL_RULE.into(),
-                    }
+                    Decision::allow(PROTOCOL_RULE.into())
                 } else {
                     Decision::Deny {
                         rule: PROTOCOL_RULE.into(),
@@ -385,54 +612,101 @@ impl Policy {
         }
     }
 
-    fn default_decision(&self, visible: bool) -> Decision {
-        match self.default {
-            DefaultAction::Allow => Decision::Allow {
-                rule: DEFAULT_RULE.into(),
-            },
-            DefaultAction::Deny => Decision::Deny {
-                rule: DEFAULT_RULE.into(),
-                reason: self.default_reason.clone(),
-                visible,
-            },
+    /// The rule that governs tool `name`, if any rule does.
+    fn rule_for(&self, name: &str) -> Option<&Rule> {
+        self.tools
+            .get(name)
+            .or_else(|| catalogue::risk_of(name).and_then(|r| self.risk[risk_index(r)].as_ref()))
+    }
+
+    /// The fallback for a tool no rule names: `default` for catalogued tools,
+    /// `unknown_tools` for the rest.
+    fn fallback(&self, name: &str) -> (DefaultAction, &'static str) {
+        if catalogue::risk_of(name).is_some() {
+            (self.default, DEFAULT_RULE)
+        } else {
+            (self.unknown_tools, UNKNOWN_RULE)
         }
     }
 
     fn decide_tool(&self, identity: &Identity, name: &str) -> Decision {
-        let Some(rule) = self.tools.get(name) else {
-            return self.default_decision(false);
-        };
-        match rule.action {
-            Action::Hide => Decision::Hide {
-                rule: rule.rule.clone(),
-            },
-            Action::Deny => Decision::Deny {
-                rule: rule.rule.clone(),
-                reason: rule.reason.clone(),
-                visible: true,
-            },
-            Action::Allow => {
-                for limiter in &rule.limits {
-                    if let Err(retry_after) = limiter.check(identity) {
-                        return Decision::Limited {
-                            rule: limiter.rule.clone(),
-                            retry_after,
-                        };
-                    }
-                }
-                Decision::Allow {
-                    rule: rule.rule.clone(),
+        if self.hide_all {
+            return Decision::Hide {
+                rule: "hide".into(),
+            };
+        }
+        let (enforced, shadow) = match self.rule_for(name) {
+            None => {
+                let (action, rule) = self.fallback(name);
+                match action {
+                    DefaultAction::Allow => (self.check_limits(identity, rule.into(), &[]), false),
+                    DefaultAction::Deny => (
+                        Decision::Deny {
+                            rule: rule.into(),
+                            reason: self.default_reason.clone(),
+                            visible: false,
+                        },
+                        false,
+                    ),
                 }
             }
+            Some(rule) => {
+                let decision = match rule.action {
+                    Action::Hide => {
+                        return Decision::Hide {
+                            rule: rule.name.clone(),
+                        };
+                    }
+                    Action::Deny => Decision::Deny {
+                        rule: rule.name.clone(),
+                        reason: rule.reason.clone(),
+                        visible: true,
+                    },
+                    Action::Allow => self.check_limits(identity, rule.name.clone(), &rule.limits),
+                };
+                (decision, rule.shadow)
+            }
+        };
+        if (self.shadow || shadow) && !enforced.is_allow() {
+            let rule: RuleName = enforced.rule().into();
+            return Decision::Allow {
+                rule,
+                shadow: Some(Shadowed {
+                    would_be: Box::new(enforced),
+                }),
+            };
         }
+        enforced
+    }
+
+    /// Takes a cell from the rule's limits, then from the all-tools limits.
+    fn check_limits(
+        &self,
+        identity: &Identity,
+        rule: RuleName,
+        limits: &[Arc<Limiter>],
+    ) -> Decision {
+        for limiter in limits.iter().chain(&self.all_tools) {
+            if let Err(retry_after) = limiter.check(identity) {
+                return Decision::Limited {
+                    rule: limiter.rule.clone(),
+                    retry_after,
+                };
+            }
+        }
+        Decision::allow(rule)
     }
 
     /// Whether `tools/list` shows this tool to this identity: not hidden, and not denied by
-    /// the default. Explicitly denied tools stay visible so the agent learns why it may not.
+    /// the default. Explicitly denied tools stay visible so the agent learns why it may not;
+    /// in shadow mode nothing but hidden tools is filtered.
     pub fn tool_visible(&self, _identity: &Identity, name: &str) -> bool {
-        match self.tools.get(name) {
+        if self.hide_all {
+            return false;
+        }
+        match self.rule_for(name) {
             Some(rule) => rule.action != Action::Hide,
-            None => self.default == DefaultAction::Allow,
+            None => self.shadow || self.fallback(name).0 == DefaultAction::Allow,
         }
     }
 
@@ -452,22 +726,127 @@ impl Policy {
         &self.warnings
     }
 
+    /// Keeps the buckets of every counter whose limit did not change, so a reload does not
+    /// hand every agent a fresh quota.
+    pub fn carry_state_from(&mut self, old: &Policy) {
+        let mut kept: BTreeMap<String, Arc<Limiter>> = BTreeMap::new();
+        for (counter, limiter) in &self.counters {
+            if let Some(previous) = old
+                .counters
+                .get(counter)
+                .filter(|p| p.spec == limiter.spec && p.rule == limiter.rule)
+            {
+                kept.insert(counter.clone(), previous.clone());
+            }
+        }
+        if kept.is_empty() {
+            return;
+        }
+        let swap = |limits: &mut Vec<Arc<Limiter>>| {
+            for l in limits.iter_mut() {
+                if let Some(previous) = kept.get(&l.counter) {
+                    *l = previous.clone();
+                }
+            }
+        };
+        for rule in self
+            .tools
+            .values_mut()
+            .chain(self.risk.iter_mut().flatten())
+        {
+            swap(&mut rule.limits);
+        }
+        swap(&mut self.all_tools);
+        for (counter, previous) in &kept {
+            self.counters.insert(counter.clone(), previous.clone());
+        }
+    }
+
+    /// Forgets rate-limit keys whose buckets are full again (called once a minute).
+    pub fn prune(&self) {
+        for limiter in self.counters.values() {
+            limiter.prune();
+        }
+    }
+
+    /// Rate-limit keys tracked across all counters.
+    pub fn tracked_keys(&self) -> usize {
+        self.counters.values().map(|l| l.tracked_keys()).sum()
+    }
+
+    /// How the rule for `name` was found, in words (for `mcpgw explain`).
+    pub fn explain_rule(&self, name: &str) -> String {
+        let risk = catalogue::risk_of(name);
+        let class = risk.map_or("not in the catalogue".to_string(), |r| {
+            format!("catalogue risk class {}", risk_name(r))
+        });
+        if self.hide_all {
+            return "hide = [\"*\"] hides every tool".into();
+        }
+        if let Some(rule) = self.tools.get(name) {
+            return format!("the tool's own rule {} ({class})", rule.name);
+        }
+        if let Some(rule) = risk.and_then(|r| self.risk[risk_index(r)].as_ref()) {
+            return format!("no rule names the tool; its {class} has rule {}", rule.name);
+        }
+        let (action, rule) = self.fallback(name);
+        format!(
+            "no rule names the tool ({class}), so `{rule}` applies: {}",
+            action.as_str()
+        )
+    }
+
     /// A one-line summary for `mcpgw check` and the start-up log.
     pub fn summary(&self) -> String {
         let count = |a: Action| self.tools.values().filter(|r| r.action == a).count();
         let limited = self.tools.values().filter(|r| !r.limits.is_empty()).count();
-        format!(
+        let classes: Vec<String> = RISKS
+            .iter()
+            .filter_map(|r| {
+                self.risk[risk_index(*r)]
+                    .as_ref()
+                    .map(|rule| format!("{}={}", risk_name(*r), rule.action.as_str()))
+            })
+            .collect();
+        let mut s = format!(
             "default {}, {} allowed ({} limited), {} denied, {} hidden",
-            match self.default {
-                DefaultAction::Allow => "allow",
-                DefaultAction::Deny => "deny",
-            },
+            self.default.as_str(),
             count(Action::Allow),
             limited,
             count(Action::Deny),
             count(Action::Hide),
-        )
+        );
+        if !classes.is_empty() {
+            s += &format!(", risk classes {}", classes.join(" "));
+        }
+        if self.hide_all {
+            s += ", every tool hidden";
+        }
+        if self.shadow {
+            s += ", SHADOW MODE (nothing enforced)";
+        }
+        s
     }
+}
+
+/// Reads a policy file: `.json` is PolicyLayer's format, anything else native TOML holding
+/// one `[policy]` table.
+pub fn read_policy_file(map: &SourceMap) -> Result<PolicySection, ConfigError> {
+    let is_json = map
+        .file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if is_json {
+        return policylayer::parse(map);
+    }
+    let wrapper: NativePolicyFile = toml::from_str(map.text)
+        .map_err(|e| map.error(e.span(), e.message().trim().to_string()))?;
+    let span = wrapper.policy.span();
+    let inner = wrapper.policy.into_inner();
+    if inner.file.is_some() {
+        return Err(map.error(Some(span), "a policy file cannot name another `file`"));
+    }
+    Ok(inner)
 }
 
 /// A policy file in native TOML holds one `[policy]` table.

@@ -1,31 +1,49 @@
 //! PolicyLayer's `policy.json`, read as is and turned into our `[policy]` rules.
 //!
-//! Their format: `{"version": "1", "default": "allow"|"deny", "hide": [names],
-//! "tools": {NAME: {"action": "allow"|"deny"|"hide", "reason": TEXT, "limits": [{"counter":
-//! NAME, "window": "second"|"minute"|"hour"|"day", "max": N, "scope": "grant"|"global"}]}}}`.
-//! A tool named with limits but no action is allowed within them, as their page describes.
-//! Every field we do not know is an error naming it: a policy we only half understood must
-//! not be enforced as if we understood it all.
+//! Their format (version "1"):
+//!
+//! ```json
+//! {"version": "1", "default": "deny", "hide": ["delete_account"],
+//!  "all_tools": {"limits": [...]},
+//!  "tools": {"NAME": {"action": "deny", "reason": "...", "require": [], "deny_if": [],
+//!                     "limits": [{"counter": "c", "window": "minute", "max": 10, "scope": "grant"}]}}}
+//! ```
+//!
+//! A tool named with `{}` or only limits is allowed (within them), as their documentation
+//! says; `hide: ["*"]` hides everything; `window` is `second|minute|hour|day` or a number of
+//! seconds equal to one of those. Every field we do not know — and argument conditions
+//! (`require`, `deny_if`) that are not empty, whose grammar we do not implement — is an error
+//! naming the field: a policy we only half understood must never be enforced as if we
+//! understood it all.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde_json::Value;
 use toml::Spanned;
 
 use super::limits::{Scope, Window};
-use super::{Action, DefaultAction, LimitSection, PolicySection, ToolSection};
+use super::{Action, AllToolsSection, DefaultAction, LimitSection, PolicySection, ToolSection};
 use crate::config::{ConfigError, SourceMap};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PolicyFile {
     version: String,
-    #[serde(default)]
-    default: Option<DefaultAction>,
+    default: DefaultAction,
     #[serde(default)]
     hide: Vec<String>,
     #[serde(default)]
+    all_tools: Option<AllTools>,
+    #[serde(default)]
     tools: BTreeMap<String, ToolEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllTools {
+    #[serde(default)]
+    limits: Vec<LimitEntry>,
 }
 
 #[derive(Deserialize)]
@@ -36,6 +54,10 @@ struct ToolEntry {
     #[serde(default)]
     reason: Option<String>,
     #[serde(default)]
+    require: Vec<Value>,
+    #[serde(default)]
+    deny_if: Vec<Value>,
+    #[serde(default)]
     limits: Vec<LimitEntry>,
 }
 
@@ -44,10 +66,18 @@ struct ToolEntry {
 struct LimitEntry {
     #[serde(default)]
     counter: Option<String>,
-    window: Window,
+    window: WindowValue,
     max: u32,
     #[serde(default)]
     scope: Option<Scope>,
+}
+
+/// `"minute"` or `60`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WindowValue {
+    Name(Window),
+    Seconds(u64),
 }
 
 /// Reads a PolicyLayer policy.json into a `[policy]` section.
@@ -57,53 +87,82 @@ pub fn parse(map: &SourceMap) -> Result<PolicySection, ConfigError> {
         position: (e.line() > 0).then(|| (e.line(), e.column())),
         message: format!("not a PolicyLayer policy: {e}"),
     })?;
+    let err = |m: String| map.error(None, m);
     if file.version != "1" {
-        return Err(map.error(
-            None,
-            format!(
-                "PolicyLayer policy version {:?} is not supported (only \"1\")",
-                file.version
-            ),
-        ));
+        return Err(err(format!(
+            "PolicyLayer policy version {:?} is not supported (only \"1\")",
+            file.version
+        )));
     }
-    // JSON values carry no spans through this conversion; errors point at the file.
-    let spanned = |v| Spanned::new(0..0, v);
-    Ok(PolicySection {
-        file: None,
-        default: file.default,
-        default_reason: None,
-        hide: file.hide.into_iter().map(spanned).collect(),
-        tools: file
-            .tools
+    let limits = |owner: &str,
+                  entries: Vec<LimitEntry>|
+     -> Result<Vec<Spanned<LimitSection>>, ConfigError> {
+        entries
             .into_iter()
-            .map(|(name, t)| {
-                let limits = t
-                    .limits
-                    .into_iter()
-                    .map(|l| {
-                        Spanned::new(
-                            0..0,
-                            LimitSection {
-                                max: l.max,
-                                per: l.window,
-                                scope: l.scope,
-                                counter: l.counter,
-                            },
-                        )
-                    })
-                    .collect();
-                (
-                    name,
-                    Spanned::new(
-                        0..0,
-                        ToolSection {
-                            action: t.action,
-                            reason: t.reason,
-                            limits,
-                        },
-                    ),
-                )
+            .enumerate()
+            .map(|(i, l)| {
+                let per = match l.window {
+                    WindowValue::Name(w) => w,
+                    WindowValue::Seconds(1) => Window::Second,
+                    WindowValue::Seconds(60) => Window::Minute,
+                    WindowValue::Seconds(3600) => Window::Hour,
+                    WindowValue::Seconds(86_400) => Window::Day,
+                    WindowValue::Seconds(n) => {
+                        return Err(err(format!(
+                            "{owner}.limits[{i}].window = {n}: only 1, 60, 3600 or 86400 seconds (second, minute, hour, day) are supported"
+                        )));
+                    }
+                };
+                Ok(Spanned::new(
+                    0..0,
+                    LimitSection {
+                        max: l.max,
+                        per,
+                        scope: l.scope,
+                        counter: l.counter,
+                    },
+                ))
             })
+            .collect()
+    };
+    let mut tools = BTreeMap::new();
+    for (name, t) in file.tools {
+        let owner = format!("tools.{name}");
+        if !t.require.is_empty() {
+            return Err(err(format!(
+                "{owner}.require: PolicyLayer argument conditions are not supported; write them as mcpgw argument rules"
+            )));
+        }
+        if !t.deny_if.is_empty() {
+            return Err(err(format!(
+                "{owner}.deny_if: PolicyLayer argument conditions are not supported; write them as mcpgw argument rules"
+            )));
+        }
+        let section = ToolSection {
+            action: t.action,
+            reason: t.reason,
+            limits: limits(&owner, t.limits)?,
+            shadow: false,
+        };
+        tools.insert(name, Spanned::new(0..0, section));
+    }
+    let all_tools = match file.all_tools {
+        Some(a) => Some(AllToolsSection {
+            limits: limits("all_tools", a.limits)?,
+        }),
+        None => None,
+    };
+    Ok(PolicySection {
+        default: Some(file.default),
+        // PolicyLayer's default covers every tool, known to our catalogue or not.
+        unknown_tools: Some(file.default),
+        hide: file
+            .hide
+            .into_iter()
+            .map(|h| Spanned::new(0..0, h))
             .collect(),
+        all_tools,
+        tools,
+        ..PolicySection::default()
     })
 }

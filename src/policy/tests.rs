@@ -32,7 +32,7 @@ fn policy_in(base: &Path, toml_text: &str) -> Result<Policy, ConfigError> {
 }
 
 fn who(name: &str) -> Identity {
-    Identity { name: name.into() }
+    Identity::named(name)
 }
 
 fn tool(name: &str) -> Subject<'_> {
@@ -72,16 +72,20 @@ fn tool_rules_decide_as_written() {
             "deny tools.firewall_delete_rule visible",
         ),
         ("ssh_execute", "hide hide"),
-        ("nat_list_rules", "deny default invisible"),
+        ("firewall_get_rule", "deny default invisible"),
+        ("not_a_catalogue_tool", "deny unknown_tools invisible"),
         // Exact bytes only: case, whitespace and look-alikes are other, unknown tools.
-        ("Firewall_list_rules", "deny default invisible"),
-        (" firewall_list_rules", "deny default invisible"),
-        ("firewall_list_rules\u{200b}", "deny default invisible"),
-        ("firewаll_list_rules", "deny default invisible"), // Cyrillic а
+        ("Firewall_list_rules", "deny unknown_tools invisible"),
+        (" firewall_list_rules", "deny unknown_tools invisible"),
+        (
+            "firewall_list_rules\u{200b}",
+            "deny unknown_tools invisible",
+        ),
+        ("firewаll_list_rules", "deny unknown_tools invisible"), // Cyrillic а
     ];
     for (name, want) in cases {
         let got = match p.decide(&a, &tool(name)) {
-            Decision::Allow { rule } => format!("allow {rule}"),
+            Decision::Allow { rule, .. } => format!("allow {rule}"),
             Decision::Deny { rule, visible, .. } => {
                 format!(
                     "deny {rule} {}",
@@ -144,11 +148,11 @@ fn visibility_follows_rules() {
     );
     assert!(!p.tool_visible(&a, "ssh_execute"));
     assert!(
-        !p.tool_visible(&a, "nat_list_rules"),
+        !p.tool_visible(&a, "firewall_get_rule"),
         "default-denied tools are not listed"
     );
     let open = policy("[policy]\ndefault = \"allow\"\nhide = [\"ssh_execute\"]\n").unwrap();
-    assert!(open.tool_visible(&a, "nat_list_rules"));
+    assert!(open.tool_visible(&a, "firewall_get_rule"));
     assert!(!open.tool_visible(&a, "ssh_execute"));
 }
 
@@ -285,4 +289,288 @@ fn the_product_pages_policy_json_behaves_as_its_page_says() {
         err.contains("policy.json") && err.contains("maximum"),
         "{err}"
     );
+}
+
+fn from(name: &str, source: &str) -> Identity {
+    Identity {
+        name: name.into(),
+        source: Some(source.parse().unwrap()),
+    }
+}
+
+fn verdict(d: &Decision) -> String {
+    match d {
+        Decision::Allow { rule, shadow: None } => format!("allow {rule}"),
+        Decision::Allow {
+            rule,
+            shadow: Some(s),
+        } => format!("shadow({}) {rule}", verdict(&s.would_be)),
+        Decision::Deny { rule, .. } => format!("deny {rule}"),
+        Decision::Hide { rule } => format!("hide {rule}"),
+        Decision::Limited { rule, .. } => format!("limit {rule}"),
+    }
+}
+
+const RISK_POLICY: &str = r#"
+[policy]
+default = "deny"
+
+[policy.risk.read]
+action = "allow"
+
+[policy.risk.write]
+limits = [{ max = 2, per = "minute", scope = "identity" }]
+
+[policy.risk.execute]
+action = "deny"
+reason = "operational actions need a human"
+
+[policy.risk.destructive]
+action = "hide"
+
+[policy.tools.firewall_delete_rule]
+action = "allow"
+"#;
+
+#[test]
+fn risk_classes_set_defaults_and_tool_rules_override_them() {
+    let p = policy(RISK_POLICY).unwrap();
+    let a = who("a");
+    let cases: &[(&str, &str)] = &[
+        ("firewall_list_rules", "allow risk.read"),
+        ("firewall_create_rule", "allow risk.write"),
+        ("firewall_apply_changes", "deny risk.execute"),
+        ("ssh_execute", "hide risk.destructive"),
+        // A tool rule beats its class.
+        ("firewall_delete_rule", "allow tools.firewall_delete_rule"),
+        // Not in the catalogue: unknown_tools, deny unless set.
+        ("brand_new_tool", "deny unknown_tools"),
+    ];
+    for (tool_name, want) in cases {
+        assert_eq!(
+            &verdict(&p.decide(&a, &tool(tool_name))),
+            want,
+            "{tool_name}"
+        );
+    }
+    // Write tools share the class bucket: two write calls of any write tools, then limited.
+    assert!(p.decide(&a, &tool("firewall_update_rule")).is_allow());
+    assert_eq!(
+        verdict(&p.decide(&a, &tool("firewall_toggle_rule"))),
+        "limit risk.write.limits[0]"
+    );
+    assert!(!p.tool_visible(&a, "ssh_execute"));
+    assert!(
+        p.tool_visible(&a, "firewall_apply_changes"),
+        "denied by class, still listed with its reason"
+    );
+    assert!(
+        p.explain_rule("firewall_create_rule")
+            .contains("risk.write")
+    );
+    assert!(p.explain_rule("brand_new_tool").contains("unknown_tools"));
+}
+
+#[test]
+fn unknown_tools_follow_their_own_setting() {
+    let p = policy("[policy]\ndefault = \"allow\"\n").unwrap();
+    let a = who("a");
+    assert!(p.decide(&a, &tool("firewall_list_rules")).is_allow());
+    assert_eq!(
+        verdict(&p.decide(&a, &tool("brand_new_tool"))),
+        "deny unknown_tools"
+    );
+    assert!(!p.tool_visible(&a, "brand_new_tool"));
+    let p = policy("[policy]\ndefault = \"deny\"\nunknown_tools = \"allow\"\n").unwrap();
+    assert!(p.decide(&a, &tool("brand_new_tool")).is_allow());
+    assert!(!p.decide(&a, &tool("firewall_list_rules")).is_allow());
+}
+
+#[test]
+fn all_tools_limits_count_every_allowed_call() {
+    let p = policy(
+        "[policy]\ndefault = \"allow\"\n[policy.all_tools]\nlimits = [{ max = 3, per = \"minute\" }]\n[policy.tools.firewall_delete_rule]\naction = \"deny\"\n",
+    )
+    .unwrap();
+    let a = who("a");
+    assert!(p.decide(&a, &tool("firewall_list_rules")).is_allow());
+    // A denied call takes nothing from the bucket.
+    assert!(!p.decide(&a, &tool("firewall_delete_rule")).is_allow());
+    assert!(p.decide(&a, &tool("firewall_get_rule")).is_allow());
+    assert!(p.decide(&a, &tool("system_get_settings")).is_allow());
+    assert_eq!(
+        verdict(&p.decide(&a, &tool("firewall_list_rules"))),
+        "limit all_tools.limits[0]"
+    );
+    assert!(p.decide(&who("b"), &tool("firewall_list_rules")).is_allow());
+}
+
+#[test]
+fn source_scoped_limits_count_per_address() {
+    let p = policy("[policy]\n[policy.tools.firewall_list_rules]\nlimits = [{ max = 1, per = \"minute\", scope = \"source\" }]\n").unwrap();
+    assert!(
+        p.decide(&from("a", "192.0.2.1"), &tool("firewall_list_rules"))
+            .is_allow()
+    );
+    // Same address, other identity: same bucket.
+    assert!(
+        !p.decide(&from("b", "192.0.2.1"), &tool("firewall_list_rules"))
+            .is_allow()
+    );
+    assert!(
+        p.decide(&from("a", "192.0.2.2"), &tool("firewall_list_rules"))
+            .is_allow()
+    );
+}
+
+#[test]
+fn shadow_mode_logs_but_allows() {
+    let p = policy(
+        "[policy]\ndefault = \"deny\"\nshadow = true\nhide = [\"ssh_execute\"]\n[policy.tools.firewall_delete_rule]\naction = \"deny\"\n",
+    )
+    .unwrap();
+    let a = who("a");
+    assert_eq!(
+        verdict(&p.decide(&a, &tool("firewall_delete_rule"))),
+        "shadow(deny tools.firewall_delete_rule) tools.firewall_delete_rule"
+    );
+    assert_eq!(
+        verdict(&p.decide(&a, &tool("firewall_get_rule"))),
+        "shadow(deny default) default"
+    );
+    assert_eq!(
+        verdict(&p.decide(&a, &tool("ssh_execute"))),
+        "hide hide",
+        "hiding is not rolled out in shadow"
+    );
+    assert!(p.tool_visible(&a, "firewall_get_rule"));
+    assert!(p.summary().contains("SHADOW"));
+
+    // Per rule: only that rule is shadowed.
+    let p = policy(
+        "[policy]\n[policy.tools.a]\nlimits = [{ max = 1, per = \"hour\" }]\nshadow = true\n[policy.tools.b]\naction = \"deny\"\n",
+    )
+    .unwrap();
+    assert_eq!(verdict(&p.decide(&a, &tool("a"))), "allow tools.a");
+    assert_eq!(
+        verdict(&p.decide(&a, &tool("a"))),
+        "shadow(limit tools.a.limits[0]) tools.a.limits[0]"
+    );
+    assert_eq!(verdict(&p.decide(&a, &tool("b"))), "deny tools.b");
+}
+
+#[test]
+fn hide_star_hides_everything() {
+    let p = policy("[policy]\ndefault = \"allow\"\nhide = [\"*\"]\n[policy.tools.x]\n").unwrap();
+    assert_eq!(
+        verdict(&p.decide(&who("a"), &tool("firewall_list_rules"))),
+        "hide hide"
+    );
+    assert!(!p.tool_visible(&who("a"), "x"));
+    assert!(
+        p.warnings().iter().any(|w| w.contains("can never apply")),
+        "{:?}",
+        p.warnings()
+    );
+}
+
+#[test]
+fn reload_keeps_the_buckets_of_unchanged_limits() {
+    let text = "[policy]\n[policy.tools.a]\nlimits = [{ max = 2, per = \"hour\" }]\n[policy.tools.b]\nlimits = [{ max = 1, per = \"hour\" }]\n";
+    let old = policy(text).unwrap();
+    let x = who("x");
+    assert!(old.decide(&x, &tool("a")).is_allow());
+    assert!(old.decide(&x, &tool("a")).is_allow());
+    assert!(old.decide(&x, &tool("b")).is_allow());
+    // b's limit changes, a's does not.
+    let mut new = policy(&text.replace("max = 1", "max = 5")).unwrap();
+    new.carry_state_from(&old);
+    assert!(
+        !new.decide(&x, &tool("a")).is_allow(),
+        "a's bucket was kept (empty)"
+    );
+    assert!(
+        new.decide(&x, &tool("b")).is_allow(),
+        "b's limit changed: a fresh bucket"
+    );
+}
+
+#[test]
+fn limits_looser_than_all_tools_are_reported() {
+    let p = policy(
+        "[policy]\n[policy.all_tools]\nlimits = [{ max = 5, per = \"minute\" }]\n[policy.tools.a]\nlimits = [{ max = 100, per = \"minute\" }]\n",
+    )
+    .unwrap();
+    assert!(
+        p.warnings()
+            .iter()
+            .any(|w| w.contains("can never be reached")),
+        "{:?}",
+        p.warnings()
+    );
+}
+
+fn policylayer(json: &str) -> Result<Policy, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.json"), json).unwrap();
+    policy_in(dir.path(), "[policy]\nfile = \"policy.json\"\n")
+}
+
+#[test]
+fn policylayer_hide_all_tools_limits_and_windows() {
+    let p = policylayer(
+        r#"{"version":"1","default":"allow","hide":["ssh_execute"],
+            "all_tools":{"limits":[{"counter":"all","window":60,"max":3,"scope":"grant"}]},
+            "tools":{"firewall_delete_rule":{"action":"deny","reason":"needs a human"},
+                     "firewall_list_rules":{}}}"#,
+    )
+    .unwrap();
+    let a = who("a");
+    assert_eq!(verdict(&p.decide(&a, &tool("ssh_execute"))), "hide hide");
+    assert!(!p.tool_visible(&a, "ssh_execute"));
+    assert_eq!(
+        verdict(&p.decide(&a, &tool("firewall_delete_rule"))),
+        "deny tools.firewall_delete_rule"
+    );
+    // PolicyLayer's default covers tools our catalogue does not know too.
+    assert!(p.decide(&a, &tool("brand_new_tool")).is_allow());
+    assert!(p.decide(&a, &tool("firewall_list_rules")).is_allow());
+    assert!(p.decide(&a, &tool("firewall_get_rule")).is_allow());
+    assert_eq!(
+        verdict(&p.decide(&a, &tool("firewall_list_rules"))),
+        "limit all_tools.limits[0] counter=all"
+    );
+}
+
+#[test]
+fn policylayer_fields_we_cannot_honour_are_errors_naming_them() {
+    let cases: &[(&str, &str)] = &[
+        (
+            r#"{"version":"1","default":"deny","tools":{"x":{"deny_if":[{"arg":"amount","gt":10}]}}}"#,
+            "tools.x.deny_if",
+        ),
+        (
+            r#"{"version":"1","default":"deny","tools":{"x":{"require":["reason"]}}}"#,
+            "tools.x.require",
+        ),
+        (
+            r#"{"version":"1","default":"deny","approvals":{}}"#,
+            "approvals",
+        ),
+        (r#"{"version":"2","default":"deny"}"#, "version"),
+        (r#"{"version":"1"}"#, "default"),
+        (
+            r#"{"version":"1","default":"deny","tools":{"x":{"limits":[{"window":90,"max":1}]}}}"#,
+            "window = 90",
+        ),
+        (
+            r#"{"version":"1","default":"deny","tools":{"x":{"limits":[{"window":"minute","max":1,"scope":"session"}]}}}"#,
+            "session",
+        ),
+    ];
+    for (json, want) in cases {
+        let err = policylayer(json).unwrap_err().to_string();
+        assert!(err.contains(want), "{json}: {err}");
+        assert!(err.contains("policy.json"), "{err}");
+    }
 }

@@ -103,7 +103,8 @@ pub fn authenticate(
         return Err(AuthError::Throttled(wait));
     }
     let presented = bearer_token(headers);
-    if let Some(identity) = presented.and_then(|t| tokens.authenticate(t)) {
+    if let Some(mut identity) = presented.and_then(|t| tokens.authenticate(t)) {
+        identity.source = Some(source);
         return Ok(identity);
     }
     if let Some(wait) = failures.fail(source) {

@@ -99,18 +99,9 @@ async fn request(
     method: &str,
     params: Option<Value>,
 ) -> Reply {
-    let mut record = DecisionRecord {
-        verdict: Verdict::Deny,
-        identity: Some(ctx.identity.name.clone()),
-        source: Some(ctx.source),
-        method: method.to_string(),
-        tool: None,
-        rule: None,
-        reason: None,
-        upstream: None,
-        latency_us: None,
-        arguments: Vec::new(),
-    };
+    let mut record = DecisionRecord::new(Verdict::Deny, method);
+    record.identity = Some(ctx.identity.name.clone());
+    record.source = Some(ctx.source);
     let reply = decide_and_answer(
         shared,
         runtime,
@@ -155,8 +146,26 @@ async fn decide_and_answer(
     record.rule = Some(decision.rule().to_string());
 
     match decision {
-        Decision::Allow { .. } => {
+        Decision::Allow { shadow, .. } => {
             record.verdict = Verdict::Allow;
+            if let Some(shadowed) = shadow {
+                // Shadow mode: log what would have happened, then let the call through.
+                record.shadow = true;
+                match *shadowed.would_be {
+                    Decision::Limited { retry_after, .. } => {
+                        record.verdict = Verdict::Limit;
+                        record.reason = Some(format!(
+                            "rate limit reached, retry in {} s",
+                            retry_after.as_secs().max(1)
+                        ));
+                    }
+                    Decision::Deny { reason, .. } => {
+                        record.verdict = Verdict::Deny;
+                        record.reason = Some(reason.to_string());
+                    }
+                    Decision::Allow { .. } | Decision::Hide { .. } => {}
+                }
+            }
             allowed(shared, runtime, ctx, id, method, params, record).await
         }
         Decision::Deny {
