@@ -229,6 +229,25 @@ impl Gateway {
         }
     }
 
+    /// Waits (bounded) until at least `n` decision lines have arrived; returns every line.
+    pub fn decision_lines(&self, n: usize, wait: Duration) -> Vec<String> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let lines: Vec<String> = self
+                .syslog
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| msg_of(l).starts_with("decision="))
+                .cloned()
+                .collect();
+            if lines.len() >= n || Instant::now() >= deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn mock_pid(&self) -> Option<i32> {
         std::fs::read_to_string(self.path("mock.pid"))
             .ok()?
