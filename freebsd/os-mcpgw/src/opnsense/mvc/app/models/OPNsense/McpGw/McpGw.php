@@ -46,32 +46,34 @@ class McpGw extends BaseModel
         $messages = parent::performValidation($validateFullModel);
 
         $general = $this->general;
-        if ($validateFullModel || $general->isFieldChanged()) {
+        if ($validateFullModel || $general->certificate->isFieldChanged() || $general->listen_address->isFieldChanged()) {
             $address = (string)$general->listen_address;
             $loopback = $address === '::1' || strpos($address, '127.') === 0;
             if ((string)$general->certificate === '' && !$loopback) {
                 $messages->appendMessage(new Message(
                     gettext('Without a certificate the gateway may only listen on a loopback address (127.0.0.1 or ::1).'),
-                    'general.certificate'
+                    $general->certificate->__reference
                 ));
             }
         }
 
         foreach ($this->rules->rule->iterateItems() as $uuid => $rule) {
-            if (!$validateFullModel && !$rule->isFieldChanged()) {
+            $changed = $rule->action->isFieldChanged() || $rule->reason->isFieldChanged() ||
+                $rule->limit_max->isFieldChanged();
+            if (!$validateFullModel && !$changed) {
                 continue;
             }
             $action = (string)$rule->action;
             if ($action !== 'allow' && (string)$rule->limit_max !== '') {
                 $messages->appendMessage(new Message(
                     gettext('Limits apply only to allowed tools: clear the limit or allow the tool.'),
-                    'rule.limit_max'
+                    $rule->limit_max->__reference
                 ));
             }
             if ($action !== 'deny' && (string)$rule->reason !== '') {
                 $messages->appendMessage(new Message(
                     gettext('A reason is what a denied agent is told: clear it or deny the tool.'),
-                    'rule.reason'
+                    $rule->reason->__reference
                 ));
             }
         }
