@@ -23,7 +23,7 @@ else echo "make: .venv not installed: MCPGW_PYTHON unset" >&2; fi; \
 echo "test env: MCPGW_NODE_MODULES=$${MCPGW_NODE_MODULES:-} MCPGW_NODE=$${MCPGW_NODE:-} MCPGW_PYTHON=$${MCPGW_PYTHON:-}";
 endef
 
-.PHONY: all test deps lint demo freebsd bench clean distclean
+.PHONY: all test deps lint demo freebsd pkg bench clean distclean
 
 all: test
 
@@ -39,6 +39,8 @@ test: deps
 	stage $(CARGO) clippy --all-targets -- -D warnings; \
 	$(test_env) \
 	stage $(CARGO) test --all-targets; \
+	if [ -z "$${MCPGW_SKIP_FREEBSD:-}" ]; then stage $(MAKE) --no-print-directory freebsd; \
+	else echo "make: MCPGW_SKIP_FREEBSD set: FreeBSD cross-build SKIPPED"; fi; \
 	if [ -x tests/packaging/run.sh ]; then stage tests/packaging/run.sh; \
 	else echo "make: tests/packaging/run.sh absent: no packaging tests"; fi; \
 	if [ -n "$$failed" ]; then printf "make test: FAILED stages:$$failed\n" >&2; exit 1; fi; \
@@ -62,6 +64,25 @@ freebsd:
 	@echo "size: $$(stat -c %s $(FREEBSD_BIN)) bytes"
 	@readelf -n $(FREEBSD_BIN) | grep -A2 -m1 '\.note\.tag' || true
 	@readelf -d $(FREEBSD_BIN) | grep NEEDED
+
+# FreeBSD packages for OPNsense: build/pkg/mcpgw-VERSION.pkg and os-mcpgw-VERSION.pkg.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1)
+PLUGIN_VERSION := $(shell sed -n 's/^PLUGIN_VERSION=[[:space:]]*//p' freebsd/os-mcpgw/Makefile)
+pkg: freebsd
+	rm -rf build/stage build/pkg
+	scripts/stage.sh mcpgw build/stage/mcpgw $(FREEBSD_BIN)
+	scripts/stage.sh os-mcpgw build/stage/os-mcpgw
+	python3 scripts/mkpkg.py --name mcpgw --version $(VERSION) --origin security/mcpgw \
+	  --comment "MCP policy gateway for OPNsense firewalls" --desc-file freebsd/port/pkg-descr \
+	  --message-file freebsd/port/pkg-message --abi FreeBSD:14:amd64 --prefix /usr/local \
+	  --dir /usr/local/etc/mcpgw=0700 --dir /usr/local/share/mcpgw \
+	  --root build/stage/mcpgw --out build/pkg
+	python3 scripts/mkpkg.py --name os-mcpgw --version $(PLUGIN_VERSION) --origin opnsense/os-mcpgw \
+	  --comment "$$(sed -n 's/^PLUGIN_COMMENT=[[:space:]]*//p' freebsd/os-mcpgw/Makefile)" \
+	  --desc-file freebsd/os-mcpgw/pkg-descr --abi FreeBSD:14:amd64 --prefix /usr/local \
+	  --dep "mcpgw:security/mcpgw:$(VERSION)" --script post-install=freebsd/os-mcpgw/+POST_INSTALL.post \
+	  --root build/stage/os-mcpgw --out build/pkg
+	@ls -l build/pkg/*.pkg
 
 bench:
 	@if $(CARGO) metadata --no-deps --format-version 1 \

@@ -23,4 +23,14 @@ fi
 
 echo "== rc.d/mcpgw behaviour (tests/packaging/rc_test.sh)"
 tests/packaging/rc_test.sh || status=1
+
+if [ -f target/x86_64-unknown-freebsd/release/mcpgw ]; then
+  echo "== FreeBSD binary (tests/packaging/freebsd_check.sh)"
+  tests/packaging/freebsd_check.sh || status=1
+else
+  echo "!!! target/x86_64-unknown-freebsd/release/mcpgw is not built: FreeBSD binary checks SKIPPED"
+fi
+
+echo "== OPNsense plugin, templates and packages (tests/packaging/plugin_test.sh)"
+tests/packaging/plugin_test.sh || status=1
 exit $status
