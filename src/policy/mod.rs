@@ -15,7 +15,11 @@
 //!   not exist).
 //! * per tool limits: token buckets of `max` calls `per` second, minute, hour or day, counted
 //!   per identity (`scope = "identity"`, PolicyLayer's `grant`) or for everyone (`global`).
+//! * per tool argument rules (`[[policy.tools.NAME.args]]`, see [`args`]): an interface in a
+//!   set, an address inside a network, a port in a range... checked before limits, so a call
+//!   denied for its arguments never uses up a rate-limit cell.
 
+pub mod args;
 pub mod limits;
 pub mod policylayer;
 
@@ -119,6 +123,9 @@ pub struct ToolSection {
     pub reason: Option<String>,
     #[serde(default)]
     pub limits: Vec<Spanned<LimitSection>>,
+    /// Argument rules (`[[policy.tools.NAME.args]]`), checked before limits.
+    #[serde(default)]
+    pub args: Vec<Spanned<args::ArgSection>>,
 }
 
 /// One token bucket: `{ max = 10, per = "minute", scope = "identity" }`.
@@ -150,6 +157,7 @@ struct ToolRule {
     rule: RuleName,
     reason: Arc<str>,
     limits: Vec<Arc<Limiter>>,
+    args: args::ArgRules,
 }
 
 /// A compiled, immutable policy with its rate-limit state.
@@ -268,6 +276,13 @@ impl Policy {
                     format!("tool {name:?} has a reason but is not denied: a reason is what a denied agent is told"),
                 ));
             }
+            if action != Action::Allow && !tool.args.is_empty() {
+                return Err(src.map.error(
+                    Some(span),
+                    format!("tool {name:?} is {action:?} but has args rules: argument rules apply only to allowed tools"),
+                ));
+            }
+            let arg_rules = args::ArgRules::compile(tool.args, &name, src.map)?;
             let mut limiters = Vec::new();
             for (i, limit) in tool.limits.into_iter().enumerate() {
                 let lspan = limit.span();
@@ -326,6 +341,7 @@ impl Policy {
                     rule: format!("tools.{name}").into(),
                     reason,
                     limits: limiters,
+                    args: arg_rules,
                 },
             );
         }
@@ -349,6 +365,7 @@ impl Policy {
                     rule: "hide".into(),
                     reason: "hidden".into(),
                     limits: Vec::new(),
+                    args: args::ArgRules::default(),
                 },
             );
         }
@@ -364,7 +381,7 @@ impl Policy {
     /// has taken its cell from every bucket of that tool.
     pub fn decide(&self, identity: &Identity, subject: &Subject) -> Decision {
         match subject {
-            Subject::Tool { name, .. } => self.decide_tool(identity, name),
+            Subject::Tool { name, arguments } => self.decide_tool(identity, name, *arguments),
             Subject::Prompt { .. } | Subject::Resource { .. } | Subject::Completion { .. } => {
                 self.default_decision(true)
             }
@@ -398,7 +415,12 @@ impl Policy {
         }
     }
 
-    fn decide_tool(&self, identity: &Identity, name: &str) -> Decision {
+    fn decide_tool(
+        &self,
+        identity: &Identity,
+        name: &str,
+        arguments: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> Decision {
         let Some(rule) = self.tools.get(name) else {
             return self.default_decision(false);
         };
@@ -412,6 +434,21 @@ impl Policy {
                 visible: true,
             },
             Action::Allow => {
+                // Arguments before limits: a denied call must not use up a rate-limit cell.
+                match rule.args.check(arguments) {
+                    args::ArgOutcome::Pass => {}
+                    args::ArgOutcome::Deny(v) => {
+                        return Decision::Deny {
+                            rule: format!("tools.{name}.{}", v.rule).into(),
+                            reason: format!("argument {}: {}", v.path, v.reason).into(),
+                            visible: true,
+                        };
+                    }
+                    // TODO(shadow): these are allowed for now; the dispatcher
+                    // (src/server/dispatch.rs, where `decide` is called and the decision is
+                    // audited) will log each shadow violation once shadow mode is wired.
+                    args::ArgOutcome::ShadowOnly(_) => {}
+                }
                 for limiter in &rule.limits {
                     if let Err(retry_after) = limiter.check(identity) {
                         return Decision::Limited {

@@ -100,6 +100,7 @@ pub fn parse(map: &SourceMap) -> Result<PolicySection, ConfigError> {
                             action: t.action,
                             reason: t.reason,
                             limits,
+                            args: Vec::new(),
                         },
                     ),
                 )
