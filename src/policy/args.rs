@@ -373,8 +373,9 @@ impl ArgRule {
                 let above_min = min.is_none_or(|m| {
                     matches!(compare(n, m), Some(Ordering::Greater | Ordering::Equal))
                 });
-                let below_max = max
-                    .is_none_or(|m| matches!(compare(n, m), Some(Ordering::Less | Ordering::Equal)));
+                let below_max = max.is_none_or(|m| {
+                    matches!(compare(n, m), Some(Ordering::Less | Ordering::Equal))
+                });
                 if above_min && below_max {
                     Ok(())
                 } else {
@@ -403,9 +404,9 @@ impl ArgRule {
                     "must be a port number or a string of ports, not {}",
                     kind(value)
                 )),
-                Err(PortError::NotAPort) => Err(
-                    "is not a port (1-65535), a range a-b or a comma list of them".to_string(),
-                ),
+                Err(PortError::NotAPort) => {
+                    Err("is not a port (1-65535), a range a-b or a comma list of them".to_string())
+                }
                 Err(PortError::Outside(r)) => Err(format!(
                     "port {r} is not inside {}",
                     join(allowed.iter().map(PortRange::to_string))
@@ -491,13 +492,16 @@ fn parse_decimal(s: &str) -> Option<Num> {
         None => (unsigned, None),
     };
     let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
-    if !digits(int) || (int.len() > 1 && int.starts_with('0')) || frac.is_some_and(|f| !digits(f))
-    {
+    if !digits(int) || (int.len() > 1 && int.starts_with('0')) || frac.is_some_and(|f| !digits(f)) {
         return None;
     }
     match frac {
         None => s.parse::<i128>().ok().map(Num::Int),
-        Some(_) => s.parse::<f64>().ok().filter(|f| f.is_finite()).map(Num::Float),
+        Some(_) => s
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map(Num::Float),
     }
 }
 
@@ -558,7 +562,8 @@ fn compile_entry(
     let entry_span = entry.span();
     let e = entry.into_inner();
     let here = format!("tools.{tool}.{name}");
-    let err = |span: std::ops::Range<usize>, msg: String| map.error(Some(span), format!("{here}: {msg}"));
+    let err =
+        |span: std::ops::Range<usize>, msg: String| map.error(Some(span), format!("{here}: {msg}"));
 
     let path_span = e.path.span();
     let path_text = e.path.into_inner();
@@ -568,7 +573,10 @@ fn compile_entry(
     if let Some(f) = &e.forbidden
         && !*f.get_ref()
     {
-        return Err(err(f.span(), "forbidden = false checks nothing: remove it".into()));
+        return Err(err(
+            f.span(),
+            "forbidden = false checks nothing: remove it".into(),
+        ));
     }
     if let Some(r) = &e.required
         && !*r.get_ref()
@@ -605,7 +613,10 @@ fn compile_entry(
     if let Some(n) = &e.numeric_strings
         && e.range.is_none()
     {
-        return Err(err(n.span(), "numeric_strings applies only to range".into()));
+        return Err(err(
+            n.span(),
+            "numeric_strings applies only to range".into(),
+        ));
     }
     let reason = match e.reason {
         Some(r) => {
@@ -682,10 +693,7 @@ fn compile_entry(
                 scalar(v.into_inner()).map_err(|m| err(span, format!("one_of[{j}] {m}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let describe = format!(
-            "must be one of {}",
-            join(values.iter().map(show_scalar))
-        );
+        let describe = format!("must be one of {}", join(values.iter().map(show_scalar)));
         Check::OneOf {
             values,
             strings_only: false,
@@ -704,10 +712,7 @@ fn compile_entry(
             .into_iter()
             .map(|s| Scalar::Str(s.into_inner()))
             .collect();
-        let describe = format!(
-            "must be one of {}",
-            join(values.iter().map(show_scalar))
-        );
+        let describe = format!("must be one of {}", join(values.iter().map(show_scalar)));
         Check::OneOf {
             values,
             strings_only: true,
@@ -918,7 +923,11 @@ fn regex_error(pattern: &str, e: &regex::Error) -> String {
                 .lines()
                 .rev()
                 .find_map(|l| l.trim().strip_prefix("error: "))
-                .or_else(|| text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('~')))
+                .or_else(|| {
+                    text.lines()
+                        .map(str::trim)
+                        .find(|l| !l.is_empty() && !l.starts_with('~'))
+                })
                 .unwrap_or("invalid")
                 .split(" (make sure")
                 .next()

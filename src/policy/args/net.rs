@@ -44,7 +44,10 @@ impl fmt::Display for NetError {
         match self {
             NetError::NotANetwork => f.write_str("is not an IP address or CIDR network"),
             NetError::HostBits { network } => {
-                write!(f, "has host bits set after its prefix (the network is {network})")
+                write!(
+                    f,
+                    "has host bits set after its prefix (the network is {network})"
+                )
             }
         }
     }
@@ -59,8 +62,8 @@ impl fmt::Display for Net {
     }
 }
 
-/// `::ffff:0:0/96`, the IPv4-mapped IPv6 addresses.
-const MAPPED_PREFIX: u128 = 0xffff_0000_0000;
+/// The high 96 bits of `::ffff:0:0/96`, the IPv4-mapped IPv6 addresses.
+const MAPPED_PREFIX: u128 = 0xffff;
 
 impl Net {
     /// Parses `ADDR` or `ADDR/LEN` strictly (see the module documentation).
@@ -313,7 +316,11 @@ mod tests {
             ("10.0.0.1", "10.0.0.2", false),
         ];
         for (outer, inner, want) in cases {
-            assert_eq!(net(outer).contains(&net(inner)), *want, "{inner} in {outer}");
+            assert_eq!(
+                net(outer).contains(&net(inner)),
+                *want,
+                "{inner} in {outer}"
+            );
         }
     }
 }
