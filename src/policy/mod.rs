@@ -10,7 +10,10 @@
 //! `tools/call` of tool T the first of these that exists decides:
 //!
 //! 1. `hide = ["*"]`, or T listed in `hide`: the tool does not exist for the caller.
-//! 2. `[policy.tools.T]`: allow, deny with a reason, or hide; allowed tools may carry limits.
+//! 2. `[policy.tools.T]`: allow, deny with a reason, or hide; allowed tools may carry limits
+//!    and argument rules (`[[policy.tools.T.args]]`, see [`args`]: an interface in a set, an
+//!    address inside a network, a port in a range...). Arguments are checked before limits,
+//!    so a call denied for its arguments never uses up a rate-limit cell.
 //! 3. `[policy.risk.CLASS]` for T's risk class in the built-in catalogue (read, write,
 //!    execute, destructive), with the same shape as a tool rule.
 //! 4. For a tool the catalogue knows: `default`. For one it does not: `unknown_tools`
@@ -21,6 +24,7 @@
 //! policy can be rolled out safely. Tools denied by the default are left out of
 //! `tools/list`; explicitly denied ones stay listed so the agent can learn why.
 
+pub mod args;
 pub mod limits;
 pub mod policylayer;
 
@@ -195,6 +199,9 @@ pub struct ToolSection {
     /// Log what this rule would deny or limit, but let the call through.
     #[serde(default)]
     pub shadow: bool,
+    /// Argument rules (`[[policy.tools.NAME.args]]`), checked before limits.
+    #[serde(default)]
+    pub args: Vec<Spanned<args::ArgSection>>,
 }
 
 /// One token bucket: `{ max = 10, per = "minute", scope = "identity" }`.
@@ -227,6 +234,7 @@ struct Rule {
     reason: Arc<str>,
     limits: Vec<Arc<Limiter>>,
     shadow: bool,
+    args: args::ArgRules,
 }
 
 /// A compiled, immutable policy with its rate-limit state.
@@ -362,9 +370,21 @@ impl Counters<'_> {
                 format!("{owner} has a reason but is not denied: a reason is what a denied agent is told"),
             ));
         }
+        if action != Action::Allow && !section.args.is_empty() {
+            return Err(self.src.map.error(
+                Some(span),
+                format!(
+                    "{owner} is {} but has args rules: argument rules apply only to allowed tools",
+                    action.as_str()
+                ),
+            ));
+        }
+        let tool = owner.rsplit('.').next().unwrap_or(owner);
+        let args = args::ArgRules::compile(section.args, tool, self.src.map)?;
         let limits = self.compile(owner, section.limits)?;
         Ok(Rule {
             action,
+            args,
             name: owner.into(),
             reason: section
                 .reason
@@ -481,6 +501,7 @@ impl Policy {
                     reason: "hidden".into(),
                     limits: Vec::new(),
                     shadow: false,
+                    args: args::ArgRules::default(),
                 },
             );
         }
@@ -586,7 +607,7 @@ impl Policy {
     /// has taken its cell from every bucket it counts against.
     pub fn decide(&self, identity: &Identity, subject: &Subject) -> Decision {
         match subject {
-            Subject::Tool { name, .. } => self.decide_tool(identity, name),
+            Subject::Tool { name, arguments } => self.decide_tool(identity, name, *arguments),
             Subject::Prompt { .. } | Subject::Resource { .. } | Subject::Completion { .. } => {
                 match self.default {
                     DefaultAction::Allow => Decision::allow(DEFAULT_RULE.into()),
@@ -629,7 +650,12 @@ impl Policy {
         }
     }
 
-    fn decide_tool(&self, identity: &Identity, name: &str) -> Decision {
+    fn decide_tool(
+        &self,
+        identity: &Identity,
+        name: &str,
+        arguments: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> Decision {
         if self.hide_all {
             return Decision::Hide {
                 rule: "hide".into(),
@@ -662,7 +688,27 @@ impl Policy {
                         reason: rule.reason.clone(),
                         visible: true,
                     },
-                    Action::Allow => self.check_limits(identity, rule.name.clone(), &rule.limits),
+                    Action::Allow => match rule.args.check(arguments) {
+                        // Arguments before limits: a denied call must not use up a cell.
+                        args::ArgOutcome::Deny(v) if !v.shadow => Decision::Deny {
+                            rule: format!("{}.{}", rule.name, v.rule).into(),
+                            reason: format!("argument {}: {}", v.path, v.reason).into(),
+                            visible: true,
+                        },
+                        args::ArgOutcome::Deny(v) => shadowed_args(
+                            self.check_limits(identity, rule.name.clone(), &rule.limits),
+                            rule,
+                            &[v],
+                        ),
+                        args::ArgOutcome::ShadowOnly(violations) => shadowed_args(
+                            self.check_limits(identity, rule.name.clone(), &rule.limits),
+                            rule,
+                            &violations,
+                        ),
+                        args::ArgOutcome::Pass => {
+                            self.check_limits(identity, rule.name.clone(), &rule.limits)
+                        }
+                    },
                 };
                 (decision, rule.shadow)
             }
@@ -826,6 +872,30 @@ impl Policy {
             s += ", SHADOW MODE (nothing enforced)";
         }
         s
+    }
+}
+
+/// An allowed call that broke shadow-mode argument rules: still allowed, but the decision
+/// carries the first violation so it is logged as `decision=deny shadow=true`.
+fn shadowed_args(decision: Decision, rule: &Rule, violations: &[args::Violation]) -> Decision {
+    match (decision, violations.first()) {
+        (
+            Decision::Allow {
+                rule: allowed,
+                shadow: None,
+            },
+            Some(v),
+        ) => Decision::Allow {
+            rule: allowed,
+            shadow: Some(Shadowed {
+                would_be: Box::new(Decision::Deny {
+                    rule: format!("{}.{}", rule.name, v.rule).into(),
+                    reason: format!("argument {}: {}", v.path, v.reason).into(),
+                    visible: true,
+                }),
+            }),
+        },
+        (other, _) => other,
     }
 }
 

@@ -143,6 +143,7 @@ pub fn parse(map: &SourceMap) -> Result<PolicySection, ConfigError> {
             reason: t.reason,
             limits: limits(&owner, t.limits)?,
             shadow: false,
+            args: Vec::new(),
         };
         tools.insert(name, Spanned::new(0..0, section));
     }

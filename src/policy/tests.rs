@@ -574,3 +574,136 @@ fn policylayer_fields_we_cannot_honour_are_errors_naming_them() {
         assert!(err.contains("policy.json"), "{err}");
     }
 }
+
+const ARGS_POLICY: &str = r#"
+[policy]
+default = "deny"
+
+[policy.tools.create_firewall_rule]
+limits = [{ max = 2, per = "minute" }]
+[[policy.tools.create_firewall_rule.args]]
+path = "interface"
+in_set = ["lan", "opt1"]
+[[policy.tools.create_firewall_rule.args]]
+path = "source"
+in_networks = ["10.0.0.0/8"]
+[[policy.tools.create_firewall_rule.args]]
+path = "destinationPort"
+in_ports = ["80", 443]
+optional = true
+
+[policy.tools.ssh_execute]
+[[policy.tools.ssh_execute.args]]
+path = "sudo"
+forbidden = true
+shadow = true
+"#;
+
+fn call<'a>(name: &'a str, arguments: &'a serde_json::Value) -> Subject<'a> {
+    Subject::Tool {
+        name,
+        arguments: arguments.as_object(),
+    }
+}
+
+#[test]
+fn denied_arguments_never_consume_a_limit_cell() {
+    use serde_json::json;
+    let p = policy(ARGS_POLICY).unwrap();
+    let a = who("a");
+    let good = json!({"interface": "lan", "source": "10.0.6.0/24", "destinationPort": "443"});
+    let hostile = [
+        json!({"interface": "wan", "source": "10.0.6.0/24"}),
+        json!({"interface": "lаn", "source": "10.0.6.0/24"}),
+        json!({"interface": "lan", "source": "any"}),
+        json!({"interface": "lan", "source": "10.0.6.1/8"}),
+        json!({"interface": "lan", "source": "10.0.6.0/24", "destinationPort": "22"}),
+        json!({"interface": "lan"}),
+        json!({}),
+    ];
+    // Far more denied calls than the bucket holds.
+    for _ in 0..5 {
+        for args in &hostile {
+            let d = p.decide(&a, &call("create_firewall_rule", args));
+            assert!(
+                matches!(&d, Decision::Deny { visible: true, rule, .. } if rule.starts_with("tools.create_firewall_rule.args[")),
+                "{args}: {d:?}"
+            );
+        }
+    }
+    // Arguments absent altogether: every required key is missing.
+    assert!(matches!(
+        p.decide(&a, &tool("create_firewall_rule")),
+        Decision::Deny { .. }
+    ));
+    // The bucket is still full: two good calls pass, the third is limited.
+    assert!(
+        p.decide(&a, &call("create_firewall_rule", &good))
+            .is_allow()
+    );
+    assert!(
+        p.decide(&a, &call("create_firewall_rule", &good))
+            .is_allow()
+    );
+    assert!(matches!(
+        p.decide(&a, &call("create_firewall_rule", &good)),
+        Decision::Limited { .. }
+    ));
+    // Once limited, a bad call is still denied for its arguments (checked first).
+    assert!(matches!(
+        p.decide(&a, &call("create_firewall_rule", &hostile[0])),
+        Decision::Deny { .. }
+    ));
+}
+
+#[test]
+fn argument_denials_name_the_rule_and_the_argument() {
+    use serde_json::json;
+    let p = policy(ARGS_POLICY).unwrap();
+    let args = json!({"interface": "lan", "source": "192.168.1.0/24"});
+    assert_eq!(
+        p.decide(&who("a"), &call("create_firewall_rule", &args)),
+        Decision::Deny {
+            rule: "tools.create_firewall_rule.args[1]".into(),
+            reason: "argument source: 192.168.1.0/24 is not inside 10.0.0.0/8".into(),
+            visible: true,
+        }
+    );
+    // Shadow rules do not deny; the decision carries what they would have said, to be logged.
+    let sudo = json!({"command": "ls", "sudo": true});
+    assert_eq!(
+        verdict(&p.decide(&who("a"), &call("ssh_execute", &sudo))),
+        "shadow(deny tools.ssh_execute.args[0]) tools.ssh_execute"
+    );
+    let plain = json!({"command": "ls"});
+    assert_eq!(
+        verdict(&p.decide(&who("a"), &call("ssh_execute", &plain))),
+        "allow tools.ssh_execute"
+    );
+}
+
+#[test]
+fn bad_argument_rules_are_rejected_with_a_place() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[policy]\n[policy.tools.x]\naction = \"deny\"\nreason = \"r\"\n[[policy.tools.x.args]]\npath = \"a\"\nequals = 1\n",
+            "test.toml:2:1: tools.x is deny but has args rules",
+        ),
+        (
+            "[policy]\n[policy.tools.x]\n[[policy.tools.x.args]]\npath = \"net\"\nin_networks = [\"192.168.1.1/24\"]\n",
+            "test.toml:5:16: tools.x.args[0]: in_networks[0] \"192.168.1.1/24\" has host bits set after its prefix: write 192.168.1.0/24",
+        ),
+        (
+            "[policy]\n[policy.tools.x]\n[[policy.tools.x.args]]\npath = \"a\"\nequals = 1\n[[policy.tools.x.args]]\npath = \"p\"\nin_ports = [\"80-70\"]\n",
+            "test.toml:8:13: tools.x.args[1]: in_ports[0] \"80-70\"",
+        ),
+        (
+            "[policy]\n[policy.tools.x]\n[[policy.tools.x.args]]\npath = \"a\"\nin_sets = [\"lan\"]\n",
+            "test.toml:5:1: unknown field `in_sets`",
+        ),
+    ];
+    for (text, want) in cases {
+        let err = policy(text).unwrap_err().to_string();
+        assert!(err.contains(want), "{text:?}\n got: {err}\nwant: {want}");
+    }
+}
