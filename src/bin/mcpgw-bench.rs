@@ -45,7 +45,10 @@ const ALL: &[&str] = &[
 ];
 
 #[derive(Parser)]
-#[command(name = "mcpgw-bench", about = "Benchmarks mcpgw against direct, a TLS floor and nginx")]
+#[command(
+    name = "mcpgw-bench",
+    about = "Benchmarks mcpgw against direct, a TLS floor and nginx"
+)]
 struct Cli {
     /// Measured seconds per load scenario (after a short unrecorded warm-up).
     #[arg(long, default_value_t = 5)]
@@ -67,6 +70,16 @@ struct Cli {
     key_identities: usize,
     #[arg(long, default_value_t = 100)]
     key_tools: usize,
+    /// Connections of the second, unloaded run of each HTTP scenario (0 skips it): latency
+    /// without queueing.
+    #[arg(long, default_value_t = 1)]
+    latency_connections: usize,
+    /// Rounds: every scenario runs once per round, interleaved; figures pool the rounds.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// Tokio worker threads of the HTTP mock upstream (0: tokio's default, one per core).
+    #[arg(long, default_value_t = 1)]
+    mock_threads: usize,
     /// Record `perf record -g` of the mcpgw process during the mcpgw scenario into this file.
     #[arg(long)]
     perf_record: Option<PathBuf>,
@@ -76,7 +89,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     for part in &cli.only {
         if !ALL.contains(&part.as_str()) {
-            eprintln!("mcpgw-bench: unknown part {part:?}; parts: {}", ALL.join(","));
+            eprintln!(
+                "mcpgw-bench: unknown part {part:?}; parts: {}",
+                ALL.join(",")
+            );
             return ExitCode::FAILURE;
         }
     }
@@ -110,6 +126,14 @@ impl Report {
         self.rows.iter().find(|(n, _)| n == name).map(|(_, s)| s)
     }
 
+    /// Adds a run, pooling it with earlier rounds of the same scenario.
+    fn add(&mut self, name: &str, s: Stats) {
+        match self.rows.iter_mut().find(|(n, _)| n == name) {
+            Some((_, pooled)) => pooled.absorb(s),
+            None => self.rows.push((name.to_string(), s)),
+        }
+    }
+
     fn figure(&mut self, name: impl Into<String>, value: impl Into<String>) {
         let (name, value) = (name.into(), value.into());
         println!("  {name}: {value}");
@@ -118,12 +142,14 @@ impl Report {
 }
 
 fn mib(kib: Option<u64>) -> String {
-    kib.map_or("n/a".into(), |k| format!("{:.1} MiB ({k} KiB)", k as f64 / 1024.0))
+    kib.map_or("n/a".into(), |k| {
+        format!("{:.1} MiB ({k} KiB)", k as f64 / 1024.0)
+    })
 }
 
 fn print_row(name: &str, s: &Stats) {
     println!(
-        "  {name:<22} {:>9.0} req/s  p50 {:>6} µs  p99 {:>6} µs  p99.9 {:>6} µs  ({} requests, {} errors)",
+        "  {name:<30} {:>9.0} req/s  p50 {:>6} µs  p99 {:>6} µs  p99.9 {:>6} µs  ({} requests, {} errors)",
         s.rps(),
         s.pct(0.50),
         s.pct(0.99),
@@ -132,7 +158,10 @@ fn print_row(name: &str, s: &Stats) {
         s.errors
     );
     if let Some(e) = &s.first_error {
-        println!("    first error: {}", e.chars().take(300).collect::<String>());
+        println!(
+            "    first error: {}",
+            e.chars().take(300).collect::<String>()
+        );
     }
 }
 
@@ -144,17 +173,28 @@ async fn run(cli: Cli) -> Result<(), String> {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
+            t.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
         })
         .unwrap_or_else(|| "unknown".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("mcpgw-bench: {cores} cores, CPU {cpu}");
+    println!(
+        "mcpgw-bench: {cores} cores, CPU {cpu}, load average {}",
+        loadavg()
+    );
     println!(
         "mcpgw-bench: {conns} connections, {}s measured per scenario after {} ms warm-up, tool {BENCH_TOOL}",
         measure.as_secs(),
         warmup.as_millis()
     );
+    let params = Params {
+        conns,
+        lat_conns: cli.latency_connections,
+        warmup,
+        measure,
+    };
     let mut report = Report {
         rows: Vec::new(),
         figures: Vec::new(),
@@ -164,14 +204,25 @@ async fn run(cli: Cli) -> Result<(), String> {
         println!("\n== policy decision micro-benchmark (150 rules, 1 thread)");
         let m = micro::run(cli.decisions.max(1000))?;
         for (label, n, ns) in &m.rows {
-            report.figure(format!("decide: {label}"), format!("{ns:.1} ns/decision ({n} decisions)"));
+            report.figure(
+                format!("decide: {label}"),
+                format!("{ns:.1} ns/decision ({n} decisions)"),
+            );
         }
     }
 
     let dir = TempDir::new("run")?;
     let syslog = SyslogSink::bind(&dir.path("log.sock"))?;
-    let mock = setup::start_mock_http()?;
-    println!("\n== load scenarios (mock upstream on {})", mock.addr);
+    let mock = setup::start_mock_http(cli.mock_threads)?;
+    println!(
+        "\n== load scenarios (mock upstream on {}, {} worker thread(s))",
+        mock.addr,
+        if cli.mock_threads == 0 {
+            "default".to_string()
+        } else {
+            cli.mock_threads.to_string()
+        }
+    );
 
     // One certificate for the floor and nginx (mcpgw gets its own, same kind).
     let (cert, key) = mcpgw::server::tls::self_signed(&["localhost"])?;
@@ -179,17 +230,18 @@ async fn run(cli: Cli) -> Result<(), String> {
     std::fs::write(dir.path("floor-key.pem"), &key).map_err(|e| e.to_string())?;
     let client_tls = mcpgw::client::tls_config(cert.as_bytes())?;
 
+    // Every server is started first; the rounds then run the scenarios interleaved, so
+    // background noise on this shared machine falls on all of them alike. Figures pool rounds.
+    let mut servers = Vec::<(&str, &str, Target, Option<i32>)>::new();
     if want("direct") {
         let target = Target {
             addr: mock.addr,
             tls: None,
             token: None,
         };
-        let s = load::run_http(&target, conns, warmup, measure, BENCH_TOOL).await?;
-        print_row("direct (HTTP)", &s);
-        report.rows.push(("direct".into(), s));
+        servers.push(("direct", "direct (HTTP)", target, None));
     }
-
+    let mut _floor = None;
     if want("floor") {
         let server_tls = mcpgw::server::tls::server_config(&mcpgw::config::TlsFiles {
             cert: dir.path("floor-cert.pem"),
@@ -201,11 +253,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             tls: Some(client_tls.clone()),
             token: None,
         };
-        let s = load::run_http(&target, conns, warmup, measure, BENCH_TOOL).await?;
-        print_row("floor (TLS L4 fwd)", &s);
-        report.rows.push(("floor".into(), s));
+        servers.push(("floor", "floor (TLS L4 fwd)", target, None));
+        _floor = Some(floor);
     }
-
+    let mut gateway = None;
     if want("mcpgw") {
         let gw = setup::start_gateway(
             &dir,
@@ -224,24 +275,12 @@ async fn run(cli: Cli) -> Result<(), String> {
             tls: Some(mcpgw::client::tls_config(gw.files.cert_pem.as_bytes())?),
             token: Some(gw.files.tokens[0].clone()),
         };
-        let logged = syslog.lines.load(Ordering::Relaxed);
-        let perf = match &cli.perf_record {
-            Some(out) => Some(start_perf(out, gw.proc.pid())?),
-            None => None,
-        };
-        let s = load::run_http(&target, conns, warmup, measure, BENCH_TOOL).await?;
-        if let Some(mut p) = perf {
-            stop_perf(&mut p);
-        }
-        print_row("mcpgw (TLS, policy)", &s);
-        report.figure(
-            "mcpgw syslog lines during the run",
-            format!("{}", syslog.lines.load(Ordering::Relaxed) - logged),
-        );
-        report.figure("mcpgw RSS after the HTTP load run", mib(gw.proc.rss_kib()));
-        report.rows.push(("mcpgw".into(), s));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        report.figure("mcpgw RSS idle after start", mib(gw.proc.rss_kib()));
+        servers.push(("mcpgw", "mcpgw (TLS, policy)", target, Some(gw.proc.pid())));
+        gateway = Some(gw);
     }
-
+    let mut _nginx = None;
     if want("nginx") {
         match setup::nginx_binary() {
             None => println!(
@@ -254,25 +293,46 @@ async fn run(cli: Cli) -> Result<(), String> {
                     tls: Some(client_tls.clone()),
                     token: None,
                 };
-                let s = load::run_http(&target, conns, warmup, measure, BENCH_TOOL).await?;
-                print_row("nginx (TLS, 1 worker)", &s);
-                report.rows.push(("nginx".into(), s));
-                drop(nginx);
+                servers.push(("nginx", "nginx (TLS, 1 worker)", target, None));
+                _nginx = Some(nginx);
             }
         }
     }
+    let logged = syslog.lines.load(Ordering::Relaxed);
+    for round in 0..cli.rounds.max(1) {
+        println!(
+            "-- round {} of {} (load average {})",
+            round + 1,
+            cli.rounds.max(1),
+            loadavg()
+        );
+        for (name, label, target, pid) in &servers {
+            let perf = match (round, pid, cli.perf_record.as_deref()) {
+                (0, Some(pid), Some(out)) => Some((out, *pid)),
+                _ => None,
+            };
+            scenario(&mut report, &params, name, label, target, perf).await?;
+        }
+    }
+    if let Some(gw) = &gateway {
+        report.figure(
+            "mcpgw syslog lines received during the load runs",
+            format!("{}", syslog.lines.load(Ordering::Relaxed) - logged),
+        );
+        report.figure("mcpgw RSS after its load runs", mib(gw.proc.rss_kib()));
+    }
+    drop(gateway);
+    drop(_nginx);
+    drop(_floor);
 
     if want("stdio") {
         println!("\n== stdio upstream");
         let mock_bin = util::sibling("mcpgw-mock")?;
-        let s = load::run_stdio_direct(&mock_bin, conns, warmup, measure, BENCH_TOOL).await?;
-        print_row("stdio direct driver", &s);
-        report.rows.push(("stdio-direct".into(), s));
         let gw = setup::start_gateway(
             &dir,
             "stdio",
             &GatewaySpec {
-                upstream: Upstream::Stdio,
+                upstream: Upstream::Stdio(cli.mock_threads),
                 listen: "127.0.0.1:0".parse().unwrap(),
                 identities: 1,
                 policy: None,
@@ -285,9 +345,22 @@ async fn run(cli: Cli) -> Result<(), String> {
             tls: Some(mcpgw::client::tls_config(gw.files.cert_pem.as_bytes())?),
             token: Some(gw.files.tokens[0].clone()),
         };
-        let s = load::run_http(&target, conns, warmup, measure, BENCH_TOOL).await?;
-        print_row("mcpgw over stdio child", &s);
-        report.rows.push(("mcpgw-stdio".into(), s));
+        for _ in 0..cli.rounds.max(1) {
+            let s = load::run_stdio_direct(
+                &mock_bin,
+                cli.mock_threads,
+                conns,
+                warmup,
+                measure,
+                BENCH_TOOL,
+            )
+            .await?;
+            print_row(&format!("stdio direct driver x{conns}"), &s);
+            report.add("stdio-direct", s);
+            let s = load::run_http(&target, conns, warmup, measure, BENCH_TOOL).await?;
+            print_row(&format!("mcpgw over stdio child x{conns}"), &s);
+            report.add("mcpgw-stdio", s);
+        }
     }
 
     if want("rss") || want("keys") || want("startup") || want("sizes") {
@@ -297,7 +370,15 @@ async fn run(cli: Cli) -> Result<(), String> {
         rss_sessions(&dir, &syslog, mock.addr, cli.sessions, &mut report).await?;
     }
     if want("keys") {
-        rss_keys(&dir, &syslog, mock.addr, cli.key_identities, cli.key_tools, &mut report).await?;
+        rss_keys(
+            &dir,
+            &syslog,
+            mock.addr,
+            cli.key_identities,
+            cli.key_tools,
+            &mut report,
+        )
+        .await?;
     }
     if want("startup") {
         startup(&dir, &syslog, mock.addr, &mut report).await?;
@@ -306,7 +387,49 @@ async fn run(cli: Cli) -> Result<(), String> {
         sizes(&mut report)?;
     }
 
-    summary(&report, conns, measure);
+    println!("\nmcpgw-bench: load average at the end: {}", loadavg());
+    summary(&report, conns, cli.latency_connections, measure);
+    Ok(())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "n/a".into())
+}
+
+struct Params {
+    conns: usize,
+    lat_conns: usize,
+    warmup: Duration,
+    measure: Duration,
+}
+
+/// One HTTP scenario: loaded (`conns`), then unloaded (`lat_conns`, row `NAME/1`).
+/// `perf`: (output, pid) to record during the loaded run.
+async fn scenario(
+    report: &mut Report,
+    p: &Params,
+    name: &str,
+    label: &str,
+    target: &Target,
+    perf: Option<(&std::path::Path, i32)>,
+) -> Result<(), String> {
+    let recorder = match perf {
+        Some((out, pid)) => Some(start_perf(out, pid)?),
+        None => None,
+    };
+    let s = load::run_http(target, p.conns, p.warmup, p.measure, BENCH_TOOL).await?;
+    if let Some(mut r) = recorder {
+        stop_perf(&mut r);
+    }
+    print_row(&format!("{label} x{}", p.conns), &s);
+    report.add(name, s);
+    if p.lat_conns > 0 {
+        let s = load::run_http(target, p.lat_conns, p.warmup, p.measure, BENCH_TOOL).await?;
+        print_row(&format!("{label} x{}", p.lat_conns), &s);
+        report.add(&format!("{name}/{}", p.lat_conns), s);
+    }
     Ok(())
 }
 
@@ -353,7 +476,10 @@ async fn rss_sessions(
     )?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = gw.proc.rss_kib();
-    report.figure("RSS idle after start (150-rule policy, HTTP upstream)", mib(idle));
+    report.figure(
+        "RSS idle after start (150-rule policy, HTTP upstream)",
+        mib(idle),
+    );
     let target = Target {
         addr: gw.addr,
         tls: Some(mcpgw::client::tls_config(gw.files.cert_pem.as_bytes())?),
@@ -390,13 +516,19 @@ async fn rss_sessions(
     tokio::time::sleep(Duration::from_millis(300)).await;
     let with = gw.proc.rss_kib();
     report.figure(
-        format!("RSS with {} open initialized sessions (8 connections)", opened.len()),
+        format!(
+            "RSS with {} open initialized sessions (8 connections)",
+            opened.len()
+        ),
         mib(with),
     );
     if let (Some(a), Some(b)) = (idle, with) {
         report.figure(
             "RSS per session",
-            format!("{:.2} KiB", (b as f64 - a as f64) / opened.len().max(1) as f64),
+            format!(
+                "{:.2} KiB",
+                (b as f64 - a as f64) / opened.len().max(1) as f64
+            ),
         );
     }
     drop(keep);
@@ -416,7 +548,10 @@ async fn rss_keys(
     let names: Vec<String> = setup::tool_names(tools);
     let mut policy = String::from("[policy]\ndefault = \"deny\"\n");
     for name in &names {
-        policy += &format!("\n[policy.tools.{name}]\nlimits = [{}]\n", setup::HUGE_LIMIT);
+        policy += &format!(
+            "\n[policy.tools.{name}]\nlimits = [{}]\n",
+            setup::HUGE_LIMIT
+        );
     }
     let gw = setup::start_gateway(
         dir,
@@ -495,12 +630,18 @@ async fn rss_keys(
         mib(after),
     );
     if let Some(e) = first {
-        println!("    first failed call: {}", e.chars().take(200).collect::<String>());
+        println!(
+            "    first failed call: {}",
+            e.chars().take(200).collect::<String>()
+        );
     }
     if let (Some(a), Some(b)) = (before, after) {
         report.figure(
             "RSS per rate-limit key",
-            format!("{:.0} bytes", (b as f64 - a as f64) * 1024.0 / (identities * tools) as f64),
+            format!(
+                "{:.0} bytes",
+                (b as f64 - a as f64) * 1024.0 / (identities * tools) as f64
+            ),
         );
     }
     Ok(())
@@ -533,7 +674,10 @@ async fn startup(
         let connector = tokio_rustls::TlsConnector::from(tls);
         let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
         let mut cmd = Command::new(util::sibling("mcpgw")?);
-        cmd.arg("run").arg("-c").arg(&files.config).current_dir(&dir.0);
+        cmd.arg("run")
+            .arg("-c")
+            .arg(&files.config)
+            .current_dir(&dir.0);
         let t0 = Instant::now();
         let (proc, _) = Proc::spawn("mcpgw", cmd, None, Duration::ZERO)?;
         let deadline = t0 + Duration::from_secs(10);
@@ -571,7 +715,9 @@ fn sizes(report: &mut Report) -> Result<(), String> {
         let size = util::file_size(&exe.with_file_name(name));
         report.figure(
             format!("binary size {name} (linux x86_64, release, stripped)"),
-            size.map_or("not built".into(), |s| format!("{:.2} MiB ({s} bytes)", s as f64 / 1048576.0)),
+            size.map_or("not built".into(), |s| {
+                format!("{:.2} MiB ({s} bytes)", s as f64 / 1048576.0)
+            }),
         );
     }
     // target/release/mcpgw-bench -> target/x86_64-unknown-freebsd/release/mcpgw
@@ -591,9 +737,9 @@ fn sizes(report: &mut Report) -> Result<(), String> {
     Ok(())
 }
 
-fn summary(report: &Report, conns: usize, measure: Duration) {
+fn summary(report: &Report, conns: usize, lat_conns: usize, measure: Duration) {
     println!(
-        "\n== summary ({conns} connections, {} s per scenario)\n",
+        "\n== summary ({conns} connections; {} s per scenario and round, rounds pooled)\n",
         measure.as_secs()
     );
     println!(
@@ -610,40 +756,60 @@ fn summary(report: &Report, conns: usize, measure: Duration) {
         );
     }
     println!();
-    let added = |name: &str, q: f64| -> Option<f64> {
-        let d = report.stats("direct")?;
+    let added = |name: &str, base: &str, q: f64| -> Option<f64> {
+        let d = report.stats(base)?;
         let s = report.stats(name)?;
         Some(s.pct(q) as f64 - d.pct(q) as f64)
     };
-    for (q, label) in [(0.5, "p50"), (0.99, "p99")] {
-        let parts: Vec<String> = ["floor", "mcpgw", "nginx"]
-            .iter()
-            .filter_map(|n| added(n, q).map(|a| format!("{n} +{a:.0} µs")))
-            .collect();
-        if !parts.is_empty() {
-            println!("added latency over direct, {label}: {}", parts.join(", "));
-        }
-        if let (Some(m), Some(f)) = (added("mcpgw", q), added("floor", q)) {
+    let suffixes = [format!("/{lat_conns}"), String::new()];
+    for suffix in &suffixes {
+        let load = if suffix.is_empty() {
+            format!("{conns} connections (loaded)")
+        } else {
+            format!("{lat_conns} connection(s) (unloaded)")
+        };
+        let direct = format!("direct{suffix}");
+        for (q, label) in [(0.5, "p50"), (0.99, "p99")] {
+            let get = |n: &str| added(&format!("{n}{suffix}"), &direct, q);
+            let parts: Vec<String> = ["floor", "mcpgw", "nginx"]
+                .iter()
+                .filter_map(|n| get(n).map(|a| format!("{n} {a:+.0} µs")))
+                .collect();
+            if parts.is_empty() {
+                continue;
+            }
             println!(
-                "  mcpgw added / floor added ({label}): {:.2}x",
-                m / f.max(1.0)
+                "added latency over direct, {label}, {load}: {}",
+                parts.join(", ")
             );
-        }
-        if let (Some(m), Some(n)) = (added("mcpgw", q), added("nginx", q)) {
-            println!(
-                "  mcpgw added / nginx added ({label}): {:.2}x",
-                m / n.max(1.0)
-            );
+            for other in ["floor", "nginx"] {
+                if let (Some(m), Some(f)) = (get("mcpgw"), get(other)) {
+                    let r = if f > 0.0 {
+                        format!("{:.2}x", m / f)
+                    } else {
+                        "n/a (baseline added <= 0)".into()
+                    };
+                    println!("  mcpgw added / {other} added: {r}");
+                }
+            }
         }
     }
-    let ratio = |a: &str, b: &str| -> Option<f64> {
-        Some(report.stats(a)?.rps() / report.stats(b)?.rps())
-    };
+    let ratio =
+        |a: &str, b: &str| -> Option<f64> { Some(report.stats(a)?.rps() / report.stats(b)?.rps()) };
     for (a, b, label) in [
         ("mcpgw", "direct", "throughput mcpgw / direct"),
         ("mcpgw", "floor", "throughput mcpgw / floor"),
         ("mcpgw", "nginx", "throughput mcpgw / nginx"),
-        ("mcpgw-stdio", "stdio-direct", "stdio: mcpgw over stdio child / direct stdio driver"),
+        (
+            "mcpgw-stdio",
+            "stdio-direct",
+            "stdio: mcpgw over stdio child / direct stdio driver",
+        ),
+        (
+            "mcpgw-stdio",
+            "mcpgw",
+            "stdio: mcpgw over stdio child / mcpgw over HTTP upstream",
+        ),
     ] {
         if let Some(r) = ratio(a, b) {
             println!("{label}: {:.1} %", r * 100.0);

@@ -22,12 +22,17 @@ impl Floor {
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
-        let listener = runtime
-            .block_on(TcpListener::bind("127.0.0.1:0"))
+        // Bound here (std) and handed over: the caller may itself be inside a runtime.
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        std_listener
+            .set_nonblocking(true)
             .map_err(|e| e.to_string())?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let addr = std_listener.local_addr().map_err(|e| e.to_string())?;
         let acceptor = TlsAcceptor::from(config);
         runtime.spawn(async move {
+            let Ok(listener) = TcpListener::from_std(std_listener) else {
+                return;
+            };
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;

@@ -36,6 +36,18 @@ impl Stats {
         self.lat[i]
     }
 
+    /// Pools another run of the same scenario into this one.
+    pub fn absorb(&mut self, other: Stats) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.secs += other.secs;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        self.lat.extend_from_slice(&other.lat);
+        self.lat.sort_unstable();
+    }
+
     fn merge(parts: Vec<(Vec<u32>, u64, Option<String>)>, secs: f64) -> Stats {
         let mut lat = Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum());
         let mut errors = 0;
@@ -181,12 +193,17 @@ pub async fn run_http(
 /// requests outstanding (unique ids), for `warmup` + `measure`.
 pub async fn run_stdio_direct(
     mock: &std::path::Path,
+    threads: usize,
     inflight: usize,
     warmup: Duration,
     measure: Duration,
     tool: &str,
 ) -> Result<Stats, String> {
-    let mut child = Command::new(mock)
+    let mut cmd = Command::new(mock);
+    if threads > 0 {
+        cmd.env("TOKIO_WORKER_THREADS", threads.to_string());
+    }
+    let mut child = cmd
         .arg("stdio")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -219,7 +236,9 @@ pub async fn run_stdio_direct(
     let end = start + measure;
     for _ in 0..inflight {
         pending.insert(next, Instant::now());
-        w.write_all(call_body(next, tool).as_bytes()).await.map_err(|e| e.to_string())?;
+        w.write_all(call_body(next, tool).as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
         w.write_all(b"\n").await.map_err(|e| e.to_string())?;
         next += 1;
     }
@@ -237,10 +256,11 @@ pub async fn run_stdio_direct(
         if n == 0 {
             return Err("stdio mock closed stdout".into());
         }
-        let id = line
-            .find("\"id\":")
-            .map(|i| &line[i + 5..])
-            .map(|s| s.bytes().take_while(u8::is_ascii_digit).fold(0u64, |a, b| a * 10 + (b - b'0') as u64));
+        let id = line.find("\"id\":").map(|i| &line[i + 5..]).map(|s| {
+            s.bytes()
+                .take_while(u8::is_ascii_digit)
+                .fold(0u64, |a, b| a * 10 + (b - b'0') as u64)
+        });
         let Some(sent) = id.and_then(|id| pending.remove(&id)) else {
             continue;
         };
@@ -260,7 +280,9 @@ pub async fn run_stdio_direct(
         }
         if !stopping {
             pending.insert(next, Instant::now());
-            w.write_all(call_body(next, tool).as_bytes()).await.map_err(|e| e.to_string())?;
+            w.write_all(call_body(next, tool).as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
             w.write_all(b"\n").await.map_err(|e| e.to_string())?;
             next += 1;
         }
@@ -270,5 +292,8 @@ pub async fn run_stdio_direct(
     }
     drop(w);
     let _ = child.kill().await;
-    Ok(Stats::merge(vec![(lat, errors, first_error)], measure.as_secs_f64()))
+    Ok(Stats::merge(
+        vec![(lat, errors, first_error)],
+        measure.as_secs_f64(),
+    ))
 }

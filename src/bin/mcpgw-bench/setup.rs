@@ -87,9 +87,13 @@ pub struct Mock {
     pub addr: SocketAddr,
 }
 
-pub fn start_mock_http() -> Result<Mock, String> {
+/// `threads`: tokio worker threads of the mock (TOKIO_WORKER_THREADS); 0 keeps tokio's default.
+pub fn start_mock_http(threads: usize) -> Result<Mock, String> {
     let mut cmd = Command::new(sibling("mcpgw-mock")?);
     cmd.args(["http", "--listen", "127.0.0.1:0"]);
+    if threads > 0 {
+        cmd.env("TOKIO_WORKER_THREADS", threads.to_string());
+    }
     let (proc, rest) = Proc::spawn(
         "mcpgw-mock",
         cmd,
@@ -107,7 +111,8 @@ pub fn start_mock_http() -> Result<Mock, String> {
 /// What `[upstream]` the gateway gets.
 pub enum Upstream {
     Http(SocketAddr),
-    Stdio,
+    /// The mock as a stdio child with this many tokio worker threads (0: default).
+    Stdio(usize),
 }
 
 /// Everything needed to write a gateway config.
@@ -155,9 +160,14 @@ pub fn write_gateway_config(
     }
     let upstream = match spec.upstream {
         Upstream::Http(addr) => format!("url = \"http://{addr}/mcp\"\n"),
-        Upstream::Stdio => format!(
-            "command = {:?}\nargs = [\"stdio\"]\n",
-            sibling("mcpgw-mock")?.display().to_string()
+        Upstream::Stdio(threads) => format!(
+            "command = {:?}\nargs = [\"stdio\"]\n{}",
+            sibling("mcpgw-mock")?.display().to_string(),
+            if threads > 0 {
+                format!("env = {{ TOKIO_WORKER_THREADS = \"{threads}\" }}\n")
+            } else {
+                String::new()
+            }
         ),
     };
     let policy = spec.policy.clone().unwrap_or_else(policy_toml);
@@ -186,7 +196,10 @@ pub struct Gateway {
 pub fn start_gateway(dir: &TempDir, name: &str, spec: &GatewaySpec) -> Result<Gateway, String> {
     let files = write_gateway_config(dir, name, spec)?;
     let mut cmd = Command::new(sibling("mcpgw")?);
-    cmd.arg("run").arg("-c").arg(&files.config).current_dir(&dir.0);
+    cmd.arg("run")
+        .arg("-c")
+        .arg(&files.config)
+        .current_dir(&dir.0);
     let (proc, rest) = Proc::spawn(
         "mcpgw",
         cmd,
@@ -217,7 +230,12 @@ pub fn nginx_binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-pub fn start_nginx(dir: &TempDir, upstream: SocketAddr, cert_pem: &str, key_pem: &str) -> Result<Nginx, String> {
+pub fn start_nginx(
+    dir: &TempDir,
+    upstream: SocketAddr,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Nginx, String> {
     let bin = nginx_binary().ok_or("nginx is not installed")?;
     let root = dir.path("nginx");
     std::fs::create_dir_all(root.join("tmp")).map_err(|e| e.to_string())?;
