@@ -80,6 +80,11 @@ struct Cli {
     /// Tokio worker threads of the HTTP mock upstream (0: tokio's default, one per core).
     #[arg(long, default_value_t = 1)]
     mock_threads: usize,
+    /// Start mcpgw with this command instead of the release binary next to this one
+    /// (whitespace-separated), e.g. "valgrind --tool=callgrind --callgrind-out-file=cg.out
+    /// target/prof/release/mcpgw".
+    #[arg(long)]
+    gateway_cmd: Option<String>,
     /// Record `perf record -g` of the mcpgw process during the mcpgw scenario into this file.
     #[arg(long)]
     perf_record: Option<PathBuf>,
@@ -95,6 +100,9 @@ fn main() -> ExitCode {
             );
             return ExitCode::FAILURE;
         }
+    }
+    if let Some(cmd) = &cli.gateway_cmd {
+        let _ = setup::GATEWAY_CMD.set(cmd.split_whitespace().map(str::to_string).collect());
     }
     // The load generator runs on this one thread; servers get the other core(s).
     let rt = match tokio::runtime::Builder::new_current_thread()

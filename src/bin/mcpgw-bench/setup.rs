@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use mcpgw::identity::new_token;
@@ -193,9 +194,20 @@ pub struct Gateway {
     pub files: GatewayFiles,
 }
 
+/// The command that starts `mcpgw` (set by `--gateway-cmd`, e.g. under valgrind); the
+/// release binary next to this one when unset.
+pub static GATEWAY_CMD: OnceLock<Vec<String>> = OnceLock::new();
+
 pub fn start_gateway(dir: &TempDir, name: &str, spec: &GatewaySpec) -> Result<Gateway, String> {
     let files = write_gateway_config(dir, name, spec)?;
-    let mut cmd = Command::new(sibling("mcpgw")?);
+    let mut cmd = match GATEWAY_CMD.get().and_then(|c| c.split_first()) {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args);
+            c
+        }
+        None => Command::new(sibling("mcpgw")?),
+    };
     cmd.arg("run")
         .arg("-c")
         .arg(&files.config)
@@ -204,7 +216,7 @@ pub fn start_gateway(dir: &TempDir, name: &str, spec: &GatewaySpec) -> Result<Ga
         "mcpgw",
         cmd,
         Some("mcpgw: listening on "),
-        Duration::from_secs(30),
+        Duration::from_secs(60),
     )?;
     let rest = rest.unwrap_or_default();
     let addr = rest

@@ -106,18 +106,18 @@ impl Proc {
         rss_kib(self.pid())
     }
 
-    /// SIGTERM, wait up to 5 s, then SIGKILL.
+    /// SIGTERM, wait up to 30 s (a profiler writes its output on exit), then SIGKILL.
     pub fn stop(&mut self) {
         if let Ok(Some(_)) = self.child.try_wait() {
             return;
         }
         unsafe { libc::kill(self.pid(), libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(5));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
