@@ -33,7 +33,7 @@ else
   command -v valgrind >/dev/null || { echo "profile.sh: !!! neither perf counters nor valgrind: nothing to profile with" >&2; exit 1; }
   echo "profile.sh: perf has no hardware counters here: valgrind --tool=callgrind"
   rm -f "$out"/callgrind.out*
-  gw="valgrind --tool=callgrind --callgrind-out-file=$PWD/$out/callgrind.out target/prof/release/mcpgw"
+  gw="valgrind --tool=callgrind --callgrind-out-file=$PWD/$out/callgrind.out $PWD/target/prof/release/mcpgw"
   echo "profile.sh: command: $bench ${common[*]} --gateway-cmd \"$gw\""
   "$bench" "${common[@]}" --gateway-cmd "$gw"
   echo "== exclusive (self) cost"
