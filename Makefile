@@ -87,7 +87,7 @@ pkg: freebsd
 bench:
 	@if $(CARGO) metadata --no-deps --format-version 1 \
 	    | python3 -c 'import json,sys; m=json.load(sys.stdin); sys.exit(0 if any(t["name"]=="mcpgw-bench" and "bin" in t["kind"] for p in m["packages"] for t in p["targets"]) else 1)'; then \
-	  $(CARGO) run --release --bin mcpgw-bench -- $(BENCH_ARGS); \
+	  scripts/bench.sh $(BENCH_ARGS); \
 	else echo "make: no mcpgw-bench binary yet: nothing to benchmark"; fi
 
 clean:
