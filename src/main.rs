@@ -35,10 +35,46 @@ enum Command {
         #[arg(short = 'c', long = "config", default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    /// Show what the policy decides for one call, and why, without running anything.
+    ///
+    /// Exit status: 0 if the call would be allowed, 3 if it would be denied, hidden or
+    /// limited, 1 on an error. Rate limits start full, so this is the first call's decision.
+    Explain {
+        /// Configuration file.
+        #[arg(short = 'c', long = "config", default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Identity name from the config.
+        #[arg(long)]
+        identity: String,
+        /// Tool name, exactly as the agent sends it.
+        #[arg(long)]
+        tool: String,
+        /// The call's arguments as a JSON object.
+        #[arg(long, default_value = "{}")]
+        args: String,
+        /// Source address of the caller (for source-scoped limits).
+        #[arg(long)]
+        source: Option<std::net::IpAddr>,
+    },
+    /// Convert a policy from another gateway into mcpgw's TOML.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// Manage bearer tokens.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Print a PolicyLayer policy.json as a native [policy] table (fields mcpgw cannot
+    /// honour are errors naming the field).
+    Policylayer {
+        /// The policy.json file.
+        file: PathBuf,
     },
 }
 
@@ -75,6 +111,16 @@ fn main() -> ExitCode {
             }
         }
         Command::Check { config } => check(&config),
+        Command::Explain {
+            config,
+            identity,
+            tool,
+            args,
+            source,
+        } => explain(&config, &identity, &tool, &args, source),
+        Command::Import {
+            command: ImportCommand::Policylayer { file },
+        } => import_policylayer(&file),
         Command::Token {
             command: TokenCommand::New { name },
         } => match identity::new_token() {
@@ -123,4 +169,119 @@ fn check(path: &std::path::Path) -> ExitCode {
         config.policy.summary()
     );
     ExitCode::SUCCESS
+}
+
+fn explain(
+    path: &std::path::Path,
+    identity: &str,
+    tool: &str,
+    args: &str,
+    source: Option<std::net::IpAddr>,
+) -> ExitCode {
+    use mcpgw::mcp::subject::Subject;
+    use mcpgw::policy::Decision;
+
+    let config = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(known) = config.identities.iter().find(|i| &*i.name == identity) else {
+        let names: Vec<&str> = config.identities.iter().map(|i| &*i.name).collect();
+        eprintln!(
+            "mcpgw: no identity {identity:?} in {} (identities: {})",
+            path.display(),
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        );
+        return ExitCode::FAILURE;
+    };
+    let arguments: serde_json::Value = match mcpgw::mcp::message::parse_value(args.as_bytes()) {
+        Ok(v) if v.is_object() => v,
+        Ok(_) => {
+            eprintln!("mcpgw: --args must be a JSON object, e.g. '{{\"interface\":\"lan\"}}'");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("mcpgw: --args is not acceptable JSON: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let who = mcpgw::identity::Identity {
+        name: known.name.clone(),
+        source,
+    };
+    let subject = Subject::Tool {
+        name: tool,
+        arguments: arguments.as_object(),
+    };
+    let decision = config.policy.decide(&who, &subject);
+    let (verdict, reason, code) = match &decision {
+        Decision::Allow { shadow: None, .. } => ("allow".to_string(), None, ExitCode::SUCCESS),
+        Decision::Allow {
+            shadow: Some(s), ..
+        } => (
+            "allow (shadow mode: would be refused)".to_string(),
+            match s.would_be.as_ref() {
+                Decision::Deny { reason, .. } => Some(reason.to_string()),
+                Decision::Limited { .. } => Some("over a rate limit".to_string()),
+                _ => None,
+            },
+            ExitCode::SUCCESS,
+        ),
+        Decision::Deny {
+            reason, visible, ..
+        } => (
+            if *visible {
+                "deny (the agent is told the reason)".to_string()
+            } else {
+                "deny (the agent is told the tool does not exist)".to_string()
+            },
+            Some(reason.to_string()),
+            ExitCode::from(3),
+        ),
+        Decision::Hide { .. } => (
+            "hide (not listed; calls look like an unknown tool)".to_string(),
+            None,
+            ExitCode::from(3),
+        ),
+        Decision::Limited { retry_after, .. } => (
+            "limit".to_string(),
+            Some(format!("retry in {} s", retry_after.as_secs().max(1))),
+            ExitCode::from(3),
+        ),
+    };
+    println!("decision: {verdict}");
+    println!("rule:     {}", decision.rule());
+    if let Some(reason) = reason {
+        println!("reason:   {reason}");
+    }
+    println!("why:      {}", config.policy.explain_rule(tool));
+    code
+}
+
+fn import_policylayer(file: &std::path::Path) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("mcpgw: cannot read {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let map = config::SourceMap { file, text: &text };
+    match mcpgw::policy::policylayer::import(&map) {
+        Ok(toml) => {
+            print!("{toml}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }

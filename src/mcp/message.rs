@@ -169,6 +169,12 @@ pub fn parse(body: &[u8]) -> Result<Message, ParseError> {
     shape(decode(body)?)
 }
 
+/// Reads any JSON value with the same strictness as a message (UTF-8, no BOM, no duplicate
+/// keys, bounded depth): for JSON that reaches a decision from elsewhere, e.g. `mcpgw explain`.
+pub fn parse_value(body: &[u8]) -> Result<Value, ParseError> {
+    decode(body)
+}
+
 /// Best-effort `id` of a body that is strict JSON but not an acceptable message, so the error
 /// response can echo it. `None` when the body does not parse strictly (a -32700 answer carries a
 /// null id) or when the `id` is not itself a valid id (string or i64).

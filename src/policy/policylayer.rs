@@ -167,3 +167,84 @@ pub fn parse(map: &SourceMap) -> Result<PolicySection, ConfigError> {
         ..PolicySection::default()
     })
 }
+
+/// Reads a PolicyLayer policy.json and writes the same policy as native mcpgw TOML (for
+/// `mcpgw import policylayer FILE`).
+pub fn import(map: &SourceMap) -> Result<String, ConfigError> {
+    let section = parse(map)?;
+    Ok(to_toml(&section, map.file))
+}
+
+fn quote(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+fn key(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        s.to_string()
+    } else {
+        quote(s)
+    }
+}
+
+fn limits_toml(limits: &[Spanned<LimitSection>]) -> String {
+    let items: Vec<String> = limits
+        .iter()
+        .map(|l| {
+            let l = l.get_ref();
+            let mut s = format!("{{ max = {}, per = {}", l.max, quote(l.per.as_str()));
+            if let Some(scope) = l.scope {
+                s += &format!(", scope = {}", quote(scope.as_str()));
+            }
+            if let Some(c) = &l.counter {
+                s += &format!(", counter = {}", quote(c));
+            }
+            s + " }"
+        })
+        .collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn to_toml(section: &PolicySection, from: &std::path::Path) -> String {
+    let mut out = format!(
+        "# Imported from PolicyLayer policy {} by `mcpgw import policylayer`.\n[policy]\n",
+        from.display()
+    );
+    if let Some(d) = section.default {
+        out += &format!("default = {}\n", quote(d.as_str()));
+    }
+    if let Some(u) = section.unknown_tools {
+        out += &format!(
+            "# PolicyLayer's default also covers tools mcpgw's catalogue does not know.\nunknown_tools = {}\n",
+            quote(u.as_str())
+        );
+    }
+    if !section.hide.is_empty() {
+        let names: Vec<String> = section.hide.iter().map(|h| quote(h.get_ref())).collect();
+        out += &format!("hide = [{}]\n", names.join(", "));
+    }
+    if let Some(all) = section.all_tools.as_ref().filter(|a| !a.limits.is_empty()) {
+        out += &format!(
+            "\n[policy.all_tools]\nlimits = {}\n",
+            limits_toml(&all.limits)
+        );
+    }
+    for (name, tool) in &section.tools {
+        let tool = tool.get_ref();
+        out += &format!("\n[policy.tools.{}]\n", key(name));
+        out += &format!(
+            "action = {}\n",
+            quote(tool.action.unwrap_or(Action::Allow).as_str())
+        );
+        if let Some(reason) = &tool.reason {
+            out += &format!("reason = {}\n", quote(reason));
+        }
+        if !tool.limits.is_empty() {
+            out += &format!("limits = {}\n", limits_toml(&tool.limits));
+        }
+    }
+    out
+}

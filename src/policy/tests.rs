@@ -707,3 +707,43 @@ fn bad_argument_rules_are_rejected_with_a_place() {
         assert!(err.contains(want), "{text:?}\n got: {err}\nwant: {want}");
     }
 }
+
+#[test]
+fn imported_policylayer_policies_decide_like_the_original() {
+    let json = r#"{"version":"1","default":"deny","hide":["ssh_execute"],
+        "all_tools":{"limits":[{"window":"hour","max":50,"scope":"grant"}]},
+        "tools":{"openvpn_disconnect_client":{"limits":[{"counter":"c","window":"minute","max":2,"scope":"grant"}]},
+                 "firewall_delete_rule":{"action":"deny","reason":"needs \"a\" human"},
+                 "firewall_list_rules":{}}}"#;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.json");
+    std::fs::write(&path, json).unwrap();
+    let map = SourceMap {
+        file: &path,
+        text: json,
+    };
+    let native = policylayer::import(&map).unwrap();
+    let original = policylayer(json).unwrap();
+    let imported = policy(&native).unwrap_or_else(|e| panic!("{e}\n{native}"));
+    let a = who("a");
+    for name in [
+        "ssh_execute",
+        "firewall_delete_rule",
+        "firewall_list_rules",
+        "firewall_get_rule",
+        "brand_new",
+        "openvpn_disconnect_client",
+        "openvpn_disconnect_client",
+        "openvpn_disconnect_client",
+    ] {
+        assert_eq!(
+            verdict(&original.decide(&a, &tool(name))),
+            verdict(&imported.decide(&a, &tool(name))),
+            "{name}\n{native}"
+        );
+    }
+    match imported.decide(&a, &tool("firewall_delete_rule")) {
+        Decision::Deny { reason, .. } => assert_eq!(&*reason, "needs \"a\" human"),
+        other => panic!("{other:?}"),
+    }
+}

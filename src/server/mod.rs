@@ -190,7 +190,11 @@ pub fn reload(path: &Path, shared: &Shared) {
             Runtime::build(config).map(|r| (r, summary))
         });
     match outcome {
-        Ok((runtime, summary)) => {
+        Ok((mut runtime, summary)) => {
+            // Unchanged limits keep their buckets: a reload is not a way to reset quotas.
+            runtime
+                .policy
+                .carry_state_from(&shared.runtime.load().policy);
             shared.runtime.store(Arc::new(runtime));
             shared
                 .auditor
@@ -207,7 +211,7 @@ pub fn reload(path: &Path, shared: &Shared) {
     }
 }
 
-/// Expires sessions and prunes the auth-failure table once a minute.
+/// Expires sessions and prunes the auth-failure table and rate-limit keys once a minute.
 async fn housekeeping(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -215,6 +219,7 @@ async fn housekeeping(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {
                 shared.sessions.sweep();
                 shared.failures.prune();
+                shared.runtime.load().policy.prune();
             }
             _ = stop.wait_for(|s| *s) => return,
         }

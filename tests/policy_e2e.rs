@@ -1,0 +1,315 @@
+//! The policy language end to end: argument rules, risk classes, shadow mode, explain,
+//! import, and live reload under traffic, through the real gateway.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::{Gateway, Options};
+
+const ARGS_POLICY: &str = r#"
+[policy]
+default = "deny"
+
+[policy.risk.read]
+action = "allow"
+
+[policy.tools.firewall_create_rule]
+limits = [{ max = 3, per = "minute" }]
+[[policy.tools.firewall_create_rule.args]]
+path = "interface"
+in_set = ["lan", "opt1"]
+[[policy.tools.firewall_create_rule.args]]
+path = "source"
+in_networks = ["192.168.1.0/24"]
+optional = true
+[[policy.tools.firewall_create_rule.args]]
+path = "destination_port"
+in_ports = ["443", "8000-8080"]
+optional = true
+"#;
+
+#[tokio::test]
+async fn denied_arguments_never_reach_the_upstream_nor_use_the_limit() {
+    let gw = Gateway::start(ARGS_POLICY);
+    let mut agent = gw.agent().await;
+    let hostile = [
+        json!({"interface": "wan"}),
+        json!({"interface": "lаn"}),
+        json!({"interface": ["lan"]}),
+        json!({"interface": "lan", "source": "0.0.0.0/0"}),
+        json!({"interface": "lan", "source": "192.168.1.7/16"}),
+        json!({"interface": "lan", "source": "::ffff:10.0.0.1"}),
+        json!({"interface": "lan", "destination_port": "22"}),
+        json!({"interface": "lan", "destination_port": 65536}),
+        json!({"interface": "lan", "destination_port": "443 "}),
+        json!({}),
+    ];
+    for args in &hostile {
+        let r = agent
+            .call_tool("firewall_create_rule", args.clone())
+            .await
+            .unwrap();
+        assert_eq!(r["result"]["isError"], json!(true), "{args}: {r}");
+        let text = r["result"]["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains("tools.firewall_create_rule.args["), "{text}");
+        assert!(text.contains("argument "), "{text}");
+    }
+    assert!(gw.upstream_calls().is_empty(), "{:?}", gw.upstream_calls());
+    // The limit of 3 is untouched by the denied calls.
+    for port in ["443", "8080", "8000"] {
+        let r = agent
+            .call_tool(
+                "firewall_create_rule",
+                json!({"interface": "opt1", "source": "192.168.1.0/28", "destination_port": port}),
+            )
+            .await
+            .unwrap();
+        assert_ne!(r["result"]["isError"], json!(true), "{r}");
+    }
+    let r = agent
+        .call_tool("firewall_create_rule", json!({"interface": "lan"}))
+        .await
+        .unwrap();
+    assert!(
+        r["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Rate limited")
+    );
+    assert_eq!(gw.upstream_calls().len(), 3);
+    // Risk class read allows every read tool of the catalogue.
+    let r = agent
+        .call_tool("firewall_get_rule", json!({"uuid": "x"}))
+        .await
+        .unwrap();
+    assert!(r.get("error").is_none(), "{r}");
+}
+
+#[tokio::test]
+async fn shadow_mode_lets_calls_through_and_logs_what_it_would_deny() {
+    let gw = Gateway::start(
+        "[policy]\ndefault = \"deny\"\nshadow = true\n[policy.tools.firewall_delete_rule]\naction = \"deny\"\nreason = \"needs a human\"\n",
+    );
+    let mut agent = gw.agent().await;
+    let r = agent
+        .call_tool("firewall_delete_rule", json!({"uuid": "1"}))
+        .await
+        .unwrap();
+    assert_ne!(
+        r["result"]["isError"],
+        json!(true),
+        "shadow mode enforces nothing: {r}"
+    );
+    assert_eq!(gw.upstream_calls().len(), 1);
+    let lines = gw.decision_lines(2, Duration::from_secs(5));
+    let line = lines
+        .iter()
+        .find(|l| l.contains("tool=firewall_delete_rule"))
+        .expect("decision line");
+    assert!(line.contains("decision=deny shadow=true"), "{line}");
+    assert!(line.contains("upstream=ok"), "{line}");
+    assert!(line.starts_with("<28>"), "logged at Warning: {line}");
+}
+
+#[tokio::test]
+async fn reload_under_traffic_keeps_serving_and_ends_on_the_last_valid_policy() {
+    let gw = Gateway::start(support::DEFAULT_POLICY);
+    let valid_a = std::fs::read_to_string(gw.path("mcpgw.toml")).unwrap();
+    // B additionally allows firewall_get_rule; both allow firewall_list_rules.
+    let valid_b = valid_a.replace(
+        "[policy.tools.system_get_settings]",
+        "[policy.tools.firewall_get_rule]\naction = \"allow\"\n\n[policy.tools.system_get_settings]",
+    );
+    let broken = valid_a.replace("default = \"deny\"", "default = \"maybe\"");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..3 {
+        let mut agent = gw.agent().await;
+        let stop = stop.clone();
+        workers.push(tokio::spawn(async move {
+            let mut calls = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && calls < 5000 {
+                let r = agent
+                    .call_tool("firewall_list_rules", json!({}))
+                    .await
+                    .expect("call answered");
+                assert!(
+                    r.get("error").is_none() && r["result"]["isError"] != json!(true),
+                    "failed call: {r}"
+                );
+                calls += 1;
+            }
+            calls
+        }));
+    }
+    for i in 0..50 {
+        let text = match i % 4 {
+            0 => &valid_b,
+            1 | 3 => &broken,
+            _ => &valid_a,
+        };
+        std::fs::write(gw.path("mcpgw.toml"), text).unwrap();
+        gw.signal(libc::SIGHUP);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    // End on B as the last valid config, followed by one more broken one.
+    std::fs::write(gw.path("mcpgw.toml"), &valid_b).unwrap();
+    gw.signal(libc::SIGHUP);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::fs::write(gw.path("mcpgw.toml"), &broken).unwrap();
+    gw.signal(libc::SIGHUP);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for w in workers {
+        total += w.await.expect("no failed call");
+    }
+    assert!(total > 0);
+    // The final policy is B (the last valid one): firewall_get_rule is allowed.
+    let mut agent = gw.agent().await;
+    let r = agent
+        .call_tool("firewall_get_rule", json!({"uuid": "x"}))
+        .await
+        .unwrap();
+    assert!(r.get("error").is_none(), "policy B is active: {r}");
+    let stderr = gw.stderr.lock().unwrap().join("\n");
+    assert!(
+        stderr.contains("reload rejected"),
+        "broken configs are rejected: {stderr}"
+    );
+    assert!(
+        stderr.contains(":11:"),
+        "the rejection names FILE:LINE: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_reload_does_not_reset_rate_limits() {
+    let gw = Gateway::start(support::DEFAULT_POLICY);
+    let mut agent = gw.agent().await;
+    for _ in 0..10 {
+        agent
+            .call_tool("openvpn_disconnect_client", json!({}))
+            .await
+            .unwrap();
+    }
+    gw.signal(libc::SIGHUP);
+    // Wait (bounded) for the reload to be reported.
+    for _ in 0..100 {
+        if gw
+            .stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("reloaded"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = agent
+        .call_tool("openvpn_disconnect_client", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        r["result"]["isError"],
+        json!(true),
+        "still limited after reload: {r}"
+    );
+}
+
+#[test]
+fn explain_prints_the_decision_rule_and_why() {
+    let gw = Gateway::start(ARGS_POLICY);
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(support::GATEWAY)
+            .args(["explain", "-c"])
+            .arg(gw.path("mcpgw.toml"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, _) = run(&[
+        "--identity",
+        "agent",
+        "--tool",
+        "firewall_create_rule",
+        "--args",
+        r#"{"interface":"wan"}"#,
+    ]);
+    assert_eq!(code, Some(3));
+    assert!(
+        out.contains("decision: deny")
+            && out.contains("rule:     tools.firewall_create_rule.args[0]"),
+        "{out}"
+    );
+    assert!(out.contains("argument interface"), "{out}");
+    let (code, out, _) = run(&["--identity", "agent", "--tool", "firewall_get_rule"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("risk.read"), "{out}");
+    let (code, out, _) = run(&["--identity", "agent", "--tool", "ssh_execute"]);
+    assert_eq!(code, Some(3));
+    assert!(out.contains("rule:     default"), "{out}");
+    let (code, _, err) = run(&["--identity", "nobody", "--tool", "x"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no identity \"nobody\""), "{err}");
+    assert!(gw.upstream_calls().is_empty(), "explain runs nothing");
+}
+
+#[test]
+fn import_policylayer_prints_native_toml_that_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policy.json"),
+        include_str!("../examples/policy.json"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(support::GATEWAY)
+        .args(["import", "policylayer", "policy.json"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let toml_text = String::from_utf8(out.stdout).unwrap();
+    assert!(toml_text.contains("[policy.tools.openvpn_disconnect_client]"));
+    assert!(
+        toml_text.contains("max = 10, per = \"minute\", scope = \"identity\""),
+        "{toml_text}"
+    );
+    std::fs::write(dir.path().join("imported.toml"), &toml_text).unwrap();
+    std::fs::write(
+        dir.path().join("mcpgw.toml"),
+        "[listen]\naddress = \"127.0.0.1:8443\"\nplaintext = true\n[upstream]\ncommand = \"x\"\n[policy]\nfile = \"imported.toml\"\n",
+    )
+    .unwrap();
+    let check = std::process::Command::new(support::GATEWAY)
+        .args(["check", "-c", "mcpgw.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    std::fs::write(
+        dir.path().join("bad.json"),
+        r#"{"version":"1","default":"deny","tools":{"x":{"deny_if":[{"a":1}]}}}"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(support::GATEWAY)
+        .args(["import", "policylayer", "bad.json"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tools.x.deny_if"));
+}
