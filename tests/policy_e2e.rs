@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{Gateway, Options};
+use support::Gateway;
 
 const ARGS_POLICY: &str = r#"
 [policy]
