@@ -90,6 +90,12 @@ enum TokenCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        // A one-shot command piped into `head` should end quietly when the pipe closes, as
+        // Unix tools do; the gateway itself keeps Rust's default (SIGPIPE ignored).
+        // SAFETY: setting a signal disposition before any thread is started.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match cli.command {
         Command::Run { config } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()

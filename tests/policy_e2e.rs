@@ -313,3 +313,53 @@ fn import_policylayer_prints_native_toml_that_checks() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tools.x.deny_if"));
 }
+
+#[test]
+fn the_shipped_example_configs_pass_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = mcpgw::server::tls::self_signed(&["localhost"]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key).unwrap();
+    std::fs::write(
+        dir.path().join("opnsense.env"),
+        "OPNSENSE_HOST=https://127.0.0.1\n",
+    )
+    .unwrap();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for f in ["mcpgw.toml", "policy.json", "opnsense-policy.toml"] {
+        std::fs::copy(examples.join(f), dir.path().join(f)).unwrap();
+    }
+    let check = |cfg: &str| {
+        let out = std::process::Command::new(support::GATEWAY)
+            .args(["check", "-c", cfg])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, out, err) = check("mcpgw.toml");
+    assert!(ok, "{out}{err}");
+    assert!(
+        !err.contains("warning"),
+        "the example has no dead rules: {err}"
+    );
+    // The same config with the complete catalogue policy instead of the inline one.
+    let text = std::fs::read_to_string(dir.path().join("mcpgw.toml")).unwrap();
+    let head = text.split("\n[policy]").next().unwrap();
+    std::fs::write(
+        dir.path().join("full.toml"),
+        format!("{head}\n[policy]\nfile = \"opnsense-policy.toml\"\n"),
+    )
+    .unwrap();
+    let (ok, out, err) = check("full.toml");
+    assert!(ok, "{out}{err}");
+    assert!(
+        !err.contains("warning"),
+        "every tool the policy names is in the catalogue: {err}"
+    );
+    assert!(out.contains("risk classes read=allow"), "{out}");
+}
