@@ -122,7 +122,8 @@ async fn serve(
             return Err(resp);
         }
     }
-    let headers = req.headers().clone();
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
     check_accept(&headers)?;
     check_content_type(&headers)?;
     if let Some(v) = headers.get(VERSION_HEADER) {
@@ -137,7 +138,8 @@ async fn serve(
         }
     }
     let body = read_body(
-        req,
+        &headers,
+        body,
         shared.listen.max_body_bytes,
         shared.listen.body_read_timeout(),
     )
@@ -297,7 +299,8 @@ fn check_mirrored_headers(headers: &HeaderMap, message: &Message) -> Result<(), 
 }
 
 async fn read_body(
-    req: Request<Incoming>,
+    headers: &HeaderMap,
+    body: Incoming,
     max: usize,
     timeout: Duration,
 ) -> Result<Bytes, Response<Body>> {
@@ -307,7 +310,7 @@ async fn read_body(
             &format!("the body is larger than {max} bytes"),
         )
     };
-    if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
+    if let Some(len) = headers.get(header::CONTENT_LENGTH) {
         match len.to_str().ok().and_then(|l| l.parse::<u64>().ok()) {
             Some(n) if n > max as u64 => return Err(too_large()),
             Some(_) => {}
@@ -320,7 +323,7 @@ async fn read_body(
         }
     }
     let collected =
-        tokio::time::timeout(timeout, Limited::new(req.into_body(), max).collect()).await;
+        tokio::time::timeout(timeout, Limited::new(body, max).collect()).await;
     match collected {
         Ok(Ok(body)) => Ok(body.to_bytes()),
         Ok(Err(e))
