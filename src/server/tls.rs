@@ -3,35 +3,163 @@
 //! Only rustls's default cipher suites for the ring provider are offered: AEAD suites with
 //! forward secrecy. TLS 1.0/1.1, RC4, CBC and static-RSA suites are not implemented by rustls
 //! at all, so there is nothing to turn off.
+//!
+//! With `[listen] client_ca`, agents may (`client_auth = "optional"`) or must (`"required"`)
+//! present a certificate issued by that CA bundle; rustls's webpki verifier checks the chain
+//! and the clientAuth usage in the handshake. The names of a verified certificate (DNS SAN
+//! entries, else the subject CN) then travel with the connection to authentication.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use rustls::ServerConfig;
+use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::TlsFiles;
+use crate::config::{ClientCaFile, TlsFiles};
+use crate::identity::TrustId;
 
-/// Reads the certificate chain and key and builds the server config.
+/// Reads the certificate chain and key (and the client CA, if any) and builds the server
+/// config.
 pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
+    load(files).map(|(config, _)| config)
+}
+
+/// Like [`server_config`], also naming the client CA bundle the config trusts (read once, so
+/// the name is that of the bundle the verifier holds).
+pub fn load(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Option<TrustId>), String> {
     let certs = read_certs(&files.cert)?;
     let key = read_key(&files.key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| format!("TLS setup failed: {e}"))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| {
+        .map_err(|e| format!("TLS setup failed: {e}"))?;
+    let (builder, trust) = match &files.client_ca {
+        None => (builder.with_no_client_auth(), None),
+        Some(ca) => {
+            let (verifier, trust) = client_verifier(ca, provider)?;
+            (builder.with_client_cert_verifier(verifier), Some(trust))
+        }
+    };
+    let mut config = builder.with_single_cert(certs, key).map_err(|e| {
+        format!(
+            "{} and {} do not form a usable certificate and key: {e}",
+            files.cert.display(),
+            files.key.display()
+        )
+    })?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok((Arc::new(config), trust))
+}
+
+/// The verifier for agents' certificates, and the name of the CA bundle it trusts.
+fn client_verifier(
+    ca: &ClientCaFile,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<(Arc<dyn rustls::server::danger::ClientCertVerifier>, TrustId), String> {
+    let certs = read_certs(&ca.file)?;
+    let mut roots = rustls::RootCertStore::empty();
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    for cert in certs {
+        digest.update(&(cert.len() as u64).to_be_bytes());
+        digest.update(&cert);
+        roots.add(cert).map_err(|e| {
             format!(
-                "{} and {} do not form a usable certificate and key: {e}",
-                files.cert.display(),
-                files.key.display()
+                "client_ca {} holds a certificate that cannot be a trust anchor: {e}",
+                ca.file.display()
             )
         })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    }
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let builder = if ca.required {
+        builder
+    } else {
+        builder.allow_unauthenticated()
+    };
+    let verifier = builder
+        .build()
+        .map_err(|e| format!("client_ca {}: {e}", ca.file.display()))?;
+    let mut trust = [0u8; 32];
+    trust.copy_from_slice(digest.finish().as_ref());
+    Ok((verifier, trust))
+}
+
+/// The names a client certificate is issued for, lowercase: its DNS SAN entries, or, when it
+/// has none, its subject CN (when the subject has exactly one, as a UTF8String,
+/// PrintableString or IA5String). Wildcard SAN entries come back as written (`*.example.net`)
+/// and so never equal an identity's `client_cert`. Empty when the certificate cannot be read.
+pub fn cert_names(cert: &CertificateDer<'_>) -> Vec<Box<str>> {
+    let Ok(parsed) = webpki::EndEntityCert::try_from(cert) else {
+        return Vec::new();
+    };
+    let dns: Vec<Box<str>> = parsed
+        .valid_dns_names()
+        .map(|n| n.to_ascii_lowercase().into_boxed_str())
+        .collect();
+    if !dns.is_empty() {
+        return dns;
+    }
+    subject_cn(parsed.subject())
+        .map(|cn| vec![cn.to_ascii_lowercase().into_boxed_str()])
+        .unwrap_or_default()
+}
+
+/// The one common name of a DER `Name` (its contents, without the outer SEQUENCE header).
+fn subject_cn(name: &[u8]) -> Option<&str> {
+    const CN_OID: &[u8] = &[0x55, 0x04, 0x03];
+    let mut found = None;
+    let mut rdns = name;
+    while !rdns.is_empty() {
+        let (set, rest) = der_tlv(rdns, 0x31)?;
+        rdns = rest;
+        let mut atvs = set;
+        while !atvs.is_empty() {
+            let (atv, rest) = der_tlv(atvs, 0x30)?;
+            atvs = rest;
+            let (oid, value) = der_tlv(atv, 0x06)?;
+            if oid != CN_OID {
+                continue;
+            }
+            let tag = *value.first()?;
+            if !matches!(tag, 0x0c | 0x13 | 0x16) {
+                return None;
+            }
+            let (text, rest) = der_tlv(value, tag)?;
+            if !rest.is_empty() || found.is_some() {
+                // Trailing bytes, or a second CN: which name is meant is not clear.
+                return None;
+            }
+            found = Some(std::str::from_utf8(text).ok()?);
+        }
+    }
+    found
+}
+
+/// One DER element with tag `tag` at the start of `input`: (its contents, what follows).
+/// Definite lengths up to 0xFFFF only (names are far smaller).
+fn der_tlv(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&t, rest) = input.split_first()?;
+    if t != tag {
+        return None;
+    }
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = match first {
+        0..=0x7f => (usize::from(first), rest),
+        0x81 => {
+            let (&b, rest) = rest.split_first()?;
+            (usize::from(b), rest)
+        }
+        0x82 => {
+            let bytes = rest.get(..2)?;
+            (
+                usize::from(bytes[0]) << 8 | usize::from(bytes[1]),
+                rest.get(2..)?,
+            )
+        }
+        _ => return None,
+    };
+    Some((rest.get(..len)?, rest.get(len..)?))
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -81,6 +209,7 @@ mod tests {
         let good = TlsFiles {
             cert: dir.join("c.pem"),
             key: dir.join("k.pem"),
+            client_ca: None,
         };
         std::fs::write(&good.cert, &cert).unwrap();
         std::fs::write(&good.key, &key).unwrap();
@@ -90,6 +219,7 @@ mod tests {
         let bad = TlsFiles {
             cert: dir.join("garbage.pem"),
             key: good.key.clone(),
+            client_ca: None,
         };
         let err = server_config(&bad).unwrap_err();
         assert!(
@@ -100,12 +230,14 @@ mod tests {
         let bad = TlsFiles {
             cert: good.cert.clone(),
             key: dir.join("garbage.pem"),
+            client_ca: None,
         };
         assert!(server_config(&bad).unwrap_err().contains("private key"));
 
         let missing = TlsFiles {
             cert: dir.join("nope.pem"),
             key: good.key.clone(),
+            client_ca: None,
         };
         assert!(
             server_config(&missing)
@@ -119,6 +251,7 @@ mod tests {
         let mismatched = TlsFiles {
             cert: good.cert.clone(),
             key: dir.join("k2.pem"),
+            client_ca: None,
         };
         assert!(
             server_config(&mismatched)
