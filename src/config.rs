@@ -797,6 +797,190 @@ fn check_cert_name(name: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    const HASH_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const HASH_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    /// A config with `listen` extra lines, then `rest` (identities, profiles) and `[policy]`.
+    fn text(listen: &str, rest: &str) -> String {
+        format!(
+            "[listen]\naddress = \"127.0.0.1:8443\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n{listen}\n[upstream]\ncommand = \"x\"\n\n{rest}\n[policy]\ndefault = \"deny\"\n"
+        )
+    }
+
+    fn parsed(text: &str) -> Result<Config, ConfigError> {
+        parse(Path::new("/etc/mcpgw.toml"), text)
+    }
+
+    /// The error for `text`, and the (line, column) where `needle` starts in it.
+    fn error_at(text: &str, needle: &str) -> (ConfigError, (usize, usize)) {
+        let err = parsed(text).expect_err("config should be refused");
+        let offset = text.find(needle).expect("needle in text");
+        (err, line_col(text, offset))
+    }
+
+    #[test]
+    fn identities_with_networks_certificates_and_profiles() {
+        let t = text(
+            "client_ca = \"ca.pem\"\nclient_auth = \"required\"",
+            &format!(
+                "[[identity]]\nname = \"lan\"\ntoken_sha256 = [\"{HASH_A}\"]\nnetworks = [\"192.168.1.0/24\", \"2001:db8::/48\", \"::ffff:10.0.0.0/104\"]\npolicy = \"readonly\"\n\n\
+                 [[identity]]\nname = \"agent1\"\nclient_cert = \"Agent1.Example.NET\"\n\n\
+                 [[identity]]\nname = \"both\"\ntoken_sha256 = [\"{HASH_B}\"]\nclient_cert = \"both.example.net\"\nrequire_client_cert = true\n\n\
+                 [profiles.readonly]\ndefault = \"deny\"\n[profiles.readonly.tools.firewall_list_rules]\naction = \"allow\"\n"
+            ),
+        );
+        let c = parsed(&t).unwrap();
+        let tls = c.listen.tls.as_ref().unwrap();
+        let ca = tls.client_ca.as_ref().unwrap();
+        assert_eq!(ca.file, Path::new("/etc/ca.pem"));
+        assert!(ca.required);
+        let lan = &c.identities[0];
+        let nets: Vec<String> = lan.networks.iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["192.168.1.0/24", "2001:db8::/48", "10.0.0.0/8"]);
+        assert_eq!(lan.policy.as_deref(), Some("readonly"));
+        assert_eq!(
+            c.identities[1].client_cert.as_deref(),
+            Some("agent1.example.net")
+        );
+        assert!(c.identities[1].tokens.is_empty() && !c.identities[1].require_client_cert);
+        assert!(c.identities[2].require_client_cert);
+        assert_eq!(
+            c.profiles.keys().map(|k| &**k).collect::<Vec<_>>(),
+            ["readonly"]
+        );
+        assert!(c.profiles["readonly"].summary().contains("1 allowed"));
+
+        // client_auth defaults to optional.
+        let t = text(
+            "client_ca = \"ca.pem\"",
+            &format!("[[identity]]\nname = \"a\"\ntoken_sha256 = [\"{HASH_A}\"]\n"),
+        );
+        assert!(
+            !parsed(&t)
+                .unwrap()
+                .listen
+                .tls
+                .unwrap()
+                .client_ca
+                .unwrap()
+                .required
+        );
+    }
+
+    #[test]
+    fn identity_errors_point_at_the_value() {
+        let ident = |extra: &str| {
+            format!("[[identity]]\nname = \"a\"\ntoken_sha256 = [\"{HASH_A}\"]\n{extra}\n")
+        };
+        let ca = "client_ca = \"ca.pem\"";
+        let cases: Vec<(String, &str, &str)> = vec![
+            // Host bits in a network: at the string, naming the network meant.
+            (
+                text(
+                    "",
+                    &ident("networks = [\"10.0.0.0/8\", \"192.168.1.1/24\"]"),
+                ),
+                "\"192.168.1.1/24\"",
+                "the network is 192.168.1.0/24",
+            ),
+            (
+                text("", &ident("networks = [\"lan\"]")),
+                "\"lan\"",
+                "is not an IP address or CIDR network",
+            ),
+            (text("", &ident("networks = []")), "[]", "from nowhere"),
+            (
+                text("", &ident("policy = \"readonly\"")),
+                "\"readonly\"",
+                "names no [profiles.readonly] table (there are no profiles)",
+            ),
+            (
+                text("", &(ident("policy = \"ro\"") + "[profiles.readonly]\n")),
+                "\"ro\"",
+                "profiles: readonly",
+            ),
+            (
+                text("", &ident("client_cert = \"agent1.example.net\"")),
+                "\"agent1.example.net\"",
+                "needs `client_ca`",
+            ),
+            (
+                text(ca, &ident("client_cert = \"*.example.net\"")),
+                "\"*.example.net\"",
+                "wildcards",
+            ),
+            (
+                text(ca, &ident("client_cert = \"agent 1\"")),
+                "\"agent 1\"",
+                "is not a certificate name",
+            ),
+            (
+                text(
+                    ca,
+                    "[[identity]]\nname = \"a\"\nclient_cert = \"agent1.example.net\"\n[[identity]]\nname = \"b\"\nclient_cert = \"AGENT1.example.net\"\n",
+                ),
+                "\"AGENT1.example.net\"",
+                "also the certificate of identity \"a\"",
+            ),
+            (
+                text(ca, &ident("require_client_cert = true")),
+                "true",
+                "require_client_cert needs `client_cert`",
+            ),
+            (
+                text(
+                    ca,
+                    "[[identity]]\nname = \"a\"\nclient_cert = \"a.example.net\"\nrequire_client_cert = true\n",
+                ),
+                "true",
+                "goes with tokens",
+            ),
+            (
+                text("", "[[identity]]\nname = \"nothing\"\n"),
+                "[[identity]]",
+                "neither token_sha256 nor client_cert",
+            ),
+            (
+                text("client_auth = \"required\"", &ident("")),
+                "\"required\"",
+                "`client_auth` needs `client_ca`",
+            ),
+            (
+                text(
+                    "client_ca = \"ca.pem\"\nclient_auth = \"sometimes\"",
+                    &ident(""),
+                ),
+                "\"sometimes\"",
+                "unknown variant",
+            ),
+            (
+                text("", &(ident("") + "[profiles.\"read only\"]\n")),
+                "\"read only\"",
+                "profile name \"read only\" must be",
+            ),
+            // A profile is compiled like [policy]: its errors point inside it.
+            (
+                text(
+                    "",
+                    &(ident("") + "[profiles.ro.tools.\"bad name\"]\naction = \"allow\"\n"),
+                ),
+                "[profiles.ro.tools",
+                "is not a valid MCP tool name",
+            ),
+        ];
+        for (t, needle, want) in cases {
+            let (err, at) = error_at(&t, needle);
+            assert_eq!(err.position, Some(at), "{err}\n{t}");
+            assert!(err.message.contains(want), "{err} (wanted {want:?})\n{t}");
+        }
+
+        // Plain HTTP cannot ask for client certificates.
+        let t = "[listen]\naddress = \"127.0.0.1:8080\"\nplaintext = true\nclient_ca = \"ca.pem\"\n[upstream]\ncommand = \"x\"\n[policy]\n";
+        let (err, at) = error_at(t, "\"ca.pem\"");
+        assert_eq!(err.position, Some(at));
+        assert!(err.message.contains("need TLS"), "{err}");
+    }
+
     #[test]
     fn line_col_counts_from_one() {
         let text = "a = 1\nbé = x\n";

@@ -294,6 +294,166 @@ mod tests {
         assert!(table.authenticate(b"").is_none());
     }
 
+    fn nets(list: &[&str]) -> Vec<Net> {
+        list.iter().map(|n| Net::parse(n).unwrap()).collect()
+    }
+
+    fn names(list: &[&str]) -> Vec<Box<str>> {
+        list.iter().map(|n| Box::from(*n)).collect()
+    }
+
+    fn table() -> TokenTable {
+        TokenTable::new(&[
+            IdentityConfig {
+                name: "lan".into(),
+                tokens: vec![TokenHash::of(b"t-lan")],
+                networks: nets(&["192.168.1.0/24", "2001:db8::/48"]),
+                policy: Some("readonly".into()),
+                ..IdentityConfig::default()
+            },
+            IdentityConfig {
+                name: "anywhere".into(),
+                tokens: vec![TokenHash::of(b"t-any1"), TokenHash::of(b"t-any2")],
+                ..IdentityConfig::default()
+            },
+            IdentityConfig {
+                name: "agent1".into(),
+                client_cert: Some("agent1.example.net".into()),
+                networks: nets(&["10.0.0.0/8"]),
+                ..IdentityConfig::default()
+            },
+            IdentityConfig {
+                name: "both".into(),
+                tokens: vec![TokenHash::of(b"t-both")],
+                client_cert: Some("both.example.net".into()),
+                require_client_cert: true,
+                ..IdentityConfig::default()
+            },
+            IdentityConfig {
+                name: "either".into(),
+                tokens: vec![TokenHash::of(b"t-either")],
+                client_cert: Some("either.example.net".into()),
+                ..IdentityConfig::default()
+            },
+        ])
+    }
+
+    /// The identity name, or the refusal in log words.
+    fn resolve(t: &TokenTable, token: Option<&str>, source: &str, certs: &[&str]) -> String {
+        let source: IpAddr = source.parse().unwrap();
+        match t.resolve(token.map(str::as_bytes), source, &names(certs)) {
+            Ok(i) => {
+                assert_eq!(i.source, Some(source.to_canonical()));
+                i.name.to_string()
+            }
+            Err(Refusal::Missing) => "missing".into(),
+            Err(Refusal::Invalid) => "invalid".into(),
+            Err(Refusal::Refused { identity, reason }) => format!("{reason} {identity}"),
+        }
+    }
+
+    #[test]
+    fn networks_restrict_where_an_identity_may_come_from() {
+        let t = table();
+        let cases: &[(&str, &str)] = &[
+            ("192.168.1.20", "lan"),
+            ("192.168.2.20", "outside-networks lan"),
+            // IPv4-mapped IPv6 peers are their IPv4 address.
+            ("::ffff:192.168.1.20", "lan"),
+            ("::ffff:192.168.2.20", "outside-networks lan"),
+            ("2001:db8:0:42::1", "lan"),
+            ("2001:db8:1::1", "outside-networks lan"),
+            ("10.1.1.1", "outside-networks lan"),
+        ];
+        for (source, want) in cases {
+            assert_eq!(resolve(&t, Some("t-lan"), source, &[]), *want, "{source}");
+        }
+        // Several tokens per identity; no networks means any address.
+        assert_eq!(resolve(&t, Some("t-any1"), "203.0.113.7", &[]), "anywhere");
+        assert_eq!(
+            resolve(&t, Some("t-any2"), "2001:db8:9::1", &[]),
+            "anywhere"
+        );
+        assert_eq!(resolve(&t, Some("nope"), "192.168.1.20", &[]), "invalid");
+        assert_eq!(resolve(&t, None, "192.168.1.20", &[]), "missing");
+        // The identity carries its profile name.
+        let lan = t
+            .resolve(Some(b"t-lan"), "192.168.1.1".parse().unwrap(), &[])
+            .unwrap();
+        assert_eq!(lan.profile.as_deref(), Some("readonly"));
+        assert_eq!(t.authenticate(b"t-any1").unwrap().profile, None);
+    }
+
+    #[test]
+    fn client_certificates_name_identities() {
+        let t = table();
+        let cases: &[(Option<&str>, &str, &[&str], &str)] = &[
+            // The certificate alone, from inside (and outside) the identity's networks.
+            (None, "10.0.0.9", &["agent1.example.net"], "agent1"),
+            (
+                None,
+                "::ffff:10.0.0.9",
+                &["x.example.net", "agent1.example.net"],
+                "agent1",
+            ),
+            (
+                None,
+                "192.0.2.1",
+                &["agent1.example.net"],
+                "outside-networks agent1",
+            ),
+            // A certificate that names nobody is no credential.
+            (None, "10.0.0.9", &["agent9.example.net"], "missing"),
+            (
+                Some("t-any1"),
+                "10.0.0.9",
+                &["agent9.example.net"],
+                "anywhere",
+            ),
+            // A bad token is a failure whatever the certificate says.
+            (Some("nope"), "10.0.0.9", &["agent1.example.net"], "invalid"),
+            // A token and a certificate of two identities: refused.
+            (
+                Some("t-any1"),
+                "10.0.0.9",
+                &["agent1.example.net"],
+                "identity-conflict anywhere",
+            ),
+            // require_client_cert: both, not either.
+            (Some("t-both"), "192.0.2.1", &["both.example.net"], "both"),
+            (
+                Some("t-both"),
+                "192.0.2.1",
+                &[],
+                "client-cert-required both",
+            ),
+            (None, "192.0.2.1", &["both.example.net"], "missing"),
+            // Without it: either one.
+            (Some("t-either"), "192.0.2.1", &[], "either"),
+            (None, "192.0.2.1", &["either.example.net"], "either"),
+            (
+                Some("t-either"),
+                "192.0.2.1",
+                &["either.example.net"],
+                "either",
+            ),
+            // One certificate naming two identities is ambiguous.
+            (
+                None,
+                "10.0.0.9",
+                &["agent1.example.net", "either.example.net"],
+                "ambiguous-client-cert either",
+            ),
+        ];
+        for (token, source, certs, want) in cases {
+            assert_eq!(
+                resolve(&t, *token, source, certs),
+                *want,
+                "{token:?} from {source} with {certs:?}"
+            );
+        }
+    }
+
     #[test]
     fn hash_text_must_be_32_bytes_of_hex() {
         assert!(TokenHash::from_hex("abc").is_err());

@@ -201,6 +201,121 @@ pub fn self_signed(names: &[&str]) -> Result<(String, String), String> {
 mod tests {
     use super::*;
 
+    fn cert_with(params: rcgen::CertificateParams) -> CertificateDer<'static> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    fn strs(names: &[Box<str>]) -> Vec<&str> {
+        names.iter().map(|n| &**n).collect()
+    }
+
+    #[test]
+    fn names_come_from_dns_sans_else_the_cn() {
+        use rcgen::{CertificateParams, DnType, SanType};
+        // DNS SANs, lowercased; wildcards stay as written; IP SANs are not names.
+        let mut p = CertificateParams::new(vec![
+            "Agent1.Example.NET".to_string(),
+            "*.example.net".to_string(),
+        ])
+        .unwrap();
+        p.subject_alt_names
+            .push(SanType::IpAddress("192.0.2.1".parse().unwrap()));
+        p.distinguished_name.push(DnType::CommonName, "ignored-cn");
+        assert_eq!(
+            strs(&cert_names(&cert_with(p))),
+            ["agent1.example.net", "*.example.net"]
+        );
+
+        // No SAN at all: the CN.
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name
+            .push(DnType::OrganizationName, "Example");
+        p.distinguished_name
+            .push(DnType::CommonName, "Agent2.example.net");
+        assert_eq!(strs(&cert_names(&cert_with(p))), ["agent2.example.net"]);
+
+        // An IP SAN only: no DNS names, so the CN.
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.subject_alt_names
+            .push(SanType::IpAddress("192.0.2.1".parse().unwrap()));
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(DnType::CommonName, "agent3");
+        assert_eq!(strs(&cert_names(&cert_with(p))), ["agent3"]);
+
+        // Neither: no names.
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        assert!(cert_names(&cert_with(p)).is_empty());
+
+        // Not a certificate: no names, no panic.
+        assert!(cert_names(&CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01])).is_empty());
+    }
+
+    #[test]
+    fn subject_cn_walk() {
+        // SET { SEQ { OID 2.5.4.3, UTF8String "a" } }
+        let cn = |tag: u8, text: &[u8]| {
+            let mut atv = vec![0x06, 0x03, 0x55, 0x04, 0x03, tag, text.len() as u8];
+            atv.extend_from_slice(text);
+            let mut seq = vec![0x30, atv.len() as u8];
+            seq.extend(atv);
+            let mut set = vec![0x31, seq.len() as u8];
+            set.extend(seq);
+            set
+        };
+        assert_eq!(subject_cn(&cn(0x0c, b"agent")), Some("agent"));
+        assert_eq!(subject_cn(&cn(0x13, b"agent")), Some("agent"));
+        // BMPString and friends are not read; two CNs are ambiguous.
+        assert_eq!(subject_cn(&cn(0x1e, b"\0a")), None);
+        assert_eq!(subject_cn(&[cn(0x0c, b"a"), cn(0x0c, b"b")].concat()), None);
+        assert_eq!(subject_cn(&cn(0x0c, b"\xff")), None);
+        // Every truncation is refused without a panic.
+        let whole = cn(0x0c, b"agent1.example.net");
+        for end in 1..whole.len() {
+            assert_eq!(subject_cn(&whole[..end]), None, "{end}");
+        }
+        // Long-form lengths.
+        let long = b"x".repeat(200);
+        let mut atv = vec![0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x81, 200];
+        atv.extend_from_slice(&long);
+        let mut seq = vec![0x30, 0x81, atv.len() as u8];
+        seq.extend(atv);
+        let mut set = vec![0x31, 0x81, seq.len() as u8];
+        set.extend(seq);
+        assert_eq!(subject_cn(&set).map(str::len), Some(200));
+    }
+
+    #[test]
+    fn client_ca_bundles_are_named_by_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(&["localhost"]).unwrap();
+        let (ca1, _) = self_signed(&["ca1"]).unwrap();
+        let (ca2, _) = self_signed(&["ca2"]).unwrap();
+        std::fs::write(dir.path().join("c.pem"), &cert).unwrap();
+        std::fs::write(dir.path().join("k.pem"), &key).unwrap();
+        std::fs::write(dir.path().join("ca1.pem"), &ca1).unwrap();
+        std::fs::write(dir.path().join("ca2.pem"), &ca2).unwrap();
+        std::fs::write(dir.path().join("empty.pem"), "").unwrap();
+        let files = |ca: Option<&str>| TlsFiles {
+            cert: dir.path().join("c.pem"),
+            key: dir.path().join("k.pem"),
+            client_ca: ca.map(|f| ClientCaFile {
+                file: dir.path().join(f),
+                required: true,
+            }),
+        };
+        assert_eq!(load(&files(None)).unwrap().1, None);
+        let t1 = load(&files(Some("ca1.pem"))).unwrap().1.unwrap();
+        assert_eq!(load(&files(Some("ca1.pem"))).unwrap().1, Some(t1));
+        assert_ne!(load(&files(Some("ca2.pem"))).unwrap().1, Some(t1));
+        let err = load(&files(Some("empty.pem"))).unwrap_err();
+        assert!(err.contains("empty.pem"), "{err}");
+        let err = load(&files(Some("missing.pem"))).unwrap_err();
+        assert!(err.contains("missing.pem"), "{err}");
+    }
+
     #[test]
     fn bad_files_are_named() {
         let dir = std::env::temp_dir().join(format!("mcpgw-tls-{}", std::process::id()));
