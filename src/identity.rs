@@ -92,7 +92,8 @@ impl Identity {
 /// reload that changes `client_ca` also ends certificate logins on open connections.
 pub type TrustId = [u8; 32];
 
-/// The verified client certificate of a TLS connection, as far as identities care.
+/// The verified client certificate of a TLS connection, as far as identities care (made only
+/// from a chain `server::tls::ClientTrust` verified).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerCert {
     /// Lowercase names: the DNS SAN entries, or the subject CN when there is none.

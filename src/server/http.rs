@@ -67,7 +67,7 @@ async fn serve(
             "not found: the MCP endpoint is /mcp",
         ));
     }
-    let cert_names = verified_names(peer, runtime.client_trust);
+    let cert_names = verified_names(peer, runtime.client_trust.as_ref().map(|t| t.id));
     let authenticated = authenticate(
         req.headers(),
         source,

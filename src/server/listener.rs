@@ -21,7 +21,6 @@ use crate::identity::PeerCert;
 
 use super::Shared;
 use super::http::handle;
-use super::tls::cert_names;
 
 /// Connections refused because the cap was reached (reported in the log, then reset).
 static REFUSED: AtomicU64 = AtomicU64::new(0);
@@ -109,7 +108,7 @@ async fn connection(
     };
     let (tls, trust) = {
         let runtime = shared.runtime.load();
-        (runtime.tls.clone(), runtime.client_trust)
+        (runtime.tls.clone(), runtime.client_trust.clone())
     };
     match tls {
         Some(config) => {
@@ -124,10 +123,23 @@ async fn connection(
                 Ok(Err(_)) | Err(_) => return,
             };
             let peer = match (trust, tls_stream.get_ref().1.peer_certificates()) {
-                (Some(trust), Some([leaf, ..])) => Some(Arc::new(PeerCert {
-                    names: cert_names(leaf),
-                    trust,
-                })),
+                (Some(trust), Some(chain)) if !chain.is_empty() => {
+                    match trust.verified_names(chain) {
+                        Ok(names) => Some(Arc::new(PeerCert {
+                            names,
+                            trust: trust.id,
+                        })),
+                        Err(e) => {
+                            // client_auth = "optional": the connection stays, the
+                            // certificate names nobody.
+                            shared.auditor.event(
+                                Severity::Notice,
+                                format!("auth=cert-untrusted src={source} error={e:?}"),
+                            );
+                            None
+                        }
+                    }
+                }
                 _ => None,
             };
             let conn = builder.serve_connection(TokioIo::new(tls_stream), service(peer));

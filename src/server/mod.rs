@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::audit::{Auditor, Severity};
 use crate::config::{self, Config, ListenConfig};
-use crate::identity::{Identity, TokenTable, TrustId};
+use crate::identity::{Identity, TokenTable};
 use crate::policy::{Policy, PolicySection, PolicySource};
 use crate::upstream::{Upstream, UpstreamEvent};
 
@@ -48,7 +48,7 @@ pub struct Runtime {
     pub profiles: BTreeMap<Arc<str>, Policy>,
     /// The client CA bundle `tls` verifies agents' certificates against (`None`: no client
     /// certificates). A connection's certificate names count only while this is unchanged.
-    pub client_trust: Option<TrustId>,
+    pub client_trust: Option<Arc<tls::ClientTrust>>,
     /// Decides for an identity whose profile is missing (never, for a validated config):
     /// denies every tool, so a mix-up can never fall back to a wider policy.
     deny_all: Policy,

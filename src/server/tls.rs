@@ -5,17 +5,21 @@
 //! at all, so there is nothing to turn off.
 //!
 //! With `[listen] client_ca`, agents may (`client_auth = "optional"`) or must (`"required"`)
-//! present a certificate issued by that CA bundle; rustls's webpki verifier checks the chain
-//! and the clientAuth usage in the handshake. The names of a verified certificate (DNS SAN
-//! entries, else the subject CN) then travel with the connection to authentication.
+//! present a certificate issued by that CA bundle. rustls's webpki verifier checks the chain
+//! and the clientAuth usage: in the handshake when required (no valid certificate, no
+//! connection), and right after it when optional, so that a certificate from another CA
+//! leaves the connection open but names no identity. Either way the handshake proves the
+//! agent holds the certificate's key, and only a chain verified by [`ClientTrust`] yields
+//! names (DNS SAN entries, else the subject CN) for authentication.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DistinguishedName, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
 use crate::config::{ClientCaFile, TlsFiles};
 use crate::identity::TrustId;
@@ -26,9 +30,9 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
     load(files).map(|(config, _)| config)
 }
 
-/// Like [`server_config`], also naming the client CA bundle the config trusts (read once, so
-/// the name is that of the bundle the verifier holds).
-pub fn load(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Option<TrustId>), String> {
+/// Like [`server_config`], also returning the client CA bundle the config trusts (read once,
+/// so it is the very bundle the handshake uses).
+pub fn load(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Option<Arc<ClientTrust>>), String> {
     let certs = read_certs(&files.cert)?;
     let key = read_key(&files.key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -38,8 +42,18 @@ pub fn load(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Option<TrustId>), St
     let (builder, trust) = match &files.client_ca {
         None => (builder.with_no_client_auth(), None),
         Some(ca) => {
-            let (verifier, trust) = client_verifier(ca, provider)?;
-            (builder.with_client_cert_verifier(verifier), Some(trust))
+            let trust = client_trust(ca, provider)?;
+            let handshake: Arc<dyn ClientCertVerifier> = if ca.required {
+                trust.verifier.clone()
+            } else {
+                Arc::new(ProveKeyOnly {
+                    inner: trust.verifier.clone(),
+                })
+            };
+            (
+                builder.with_client_cert_verifier(handshake),
+                Some(Arc::new(trust)),
+            )
         }
     };
     let mut config = builder.with_single_cert(certs, key).map_err(|e| {
@@ -53,11 +67,35 @@ pub fn load(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Option<TrustId>), St
     Ok((Arc::new(config), trust))
 }
 
-/// The verifier for agents' certificates, and the name of the CA bundle it trusts.
-fn client_verifier(
+/// The CA bundle agents' certificates are verified against.
+#[derive(Debug)]
+pub struct ClientTrust {
+    /// Names the bundle (SHA-256 over its certificates).
+    pub id: TrustId,
+    /// Chain and clientAuth-usage checks against the bundle.
+    verifier: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientTrust {
+    /// The names of the certificate chain a client presented in the handshake (leaf first),
+    /// if it chains to this bundle and may be used for client authentication; `Err` says
+    /// why not. Only names from here may identify anyone.
+    pub fn verified_names(&self, chain: &[CertificateDer<'_>]) -> Result<Vec<Box<str>>, String> {
+        let (leaf, intermediates) = chain
+            .split_first()
+            .ok_or_else(|| "no certificate".to_string())?;
+        self.verifier
+            .verify_client_cert(leaf, intermediates, UnixTime::now())
+            .map_err(|e| e.to_string())?;
+        Ok(cert_names(leaf))
+    }
+}
+
+/// The verifier for agents' certificates and the name of the CA bundle it trusts.
+fn client_trust(
     ca: &ClientCaFile,
     provider: Arc<rustls::crypto::CryptoProvider>,
-) -> Result<(Arc<dyn rustls::server::danger::ClientCertVerifier>, TrustId), String> {
+) -> Result<ClientTrust, String> {
     let certs = read_certs(&ca.file)?;
     let mut roots = rustls::RootCertStore::empty();
     let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
@@ -71,18 +109,62 @@ fn client_verifier(
             )
         })?;
     }
-    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-    let builder = if ca.required {
-        builder
-    } else {
-        builder.allow_unauthenticated()
-    };
-    let verifier = builder
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
         .build()
         .map_err(|e| format!("client_ca {}: {e}", ca.file.display()))?;
-    let mut trust = [0u8; 32];
-    trust.copy_from_slice(digest.finish().as_ref());
-    Ok((verifier, trust))
+    let mut id = [0u8; 32];
+    id.copy_from_slice(digest.finish().as_ref());
+    Ok(ClientTrust { id, verifier })
+}
+
+/// The handshake side of `client_auth = "optional"`: asks for a certificate and checks that
+/// the client holds its key (the CertificateVerify signature), but takes any chain, so a
+/// certificate from another CA does not cost the agent its connection. The chain is judged
+/// afterwards by [`ClientTrust::verified_names`]; nothing else reads the peer certificate.
+#[derive(Debug)]
+struct ProveKeyOnly {
+    inner: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientCertVerifier for ProveKeyOnly {
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// The names a client certificate is issued for, lowercase: its DNS SAN entries, or, when it
@@ -306,10 +388,11 @@ mod tests {
                 required: true,
             }),
         };
-        assert_eq!(load(&files(None)).unwrap().1, None);
-        let t1 = load(&files(Some("ca1.pem"))).unwrap().1.unwrap();
-        assert_eq!(load(&files(Some("ca1.pem"))).unwrap().1, Some(t1));
-        assert_ne!(load(&files(Some("ca2.pem"))).unwrap().1, Some(t1));
+        let id = |ca| load(&files(ca)).unwrap().1.map(|t| t.id);
+        assert_eq!(id(None), None);
+        let t1 = id(Some("ca1.pem")).unwrap();
+        assert_eq!(id(Some("ca1.pem")), Some(t1));
+        assert_ne!(id(Some("ca2.pem")), Some(t1));
         let err = load(&files(Some("empty.pem"))).unwrap_err();
         assert!(err.contains("empty.pem"), "{err}");
         let err = load(&files(Some("missing.pem"))).unwrap_err();
