@@ -32,7 +32,7 @@ fn wait_for_line(gw: &Gateway, needle: &str) -> String {
     }
 }
 
-/// The identity named in the decision line of the `n`th decision that mentions `tool`.
+/// The identity named in the first decision line about `tool` (waits for it, bounded).
 fn decision_identity(gw: &Gateway, tool: &str) -> String {
     let lines = gw.decision_lines(1, Duration::from_secs(10));
     let deadline = Instant::now() + Duration::from_secs(10);
