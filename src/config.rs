@@ -11,13 +11,15 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::identity::{IdentityConfig, TokenHash};
-use crate::policy::{Policy, PolicySource};
+use crate::policy::args::net::Net;
+use crate::policy::{Policy, PolicySection, PolicySource};
 
 /// Where the gateway reads its configuration unless told otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/usr/local/etc/mcpgw/mcpgw.toml";
@@ -95,6 +97,9 @@ struct FileSection {
     #[serde(default, rename = "identity")]
     identities: Vec<Spanned<IdentitySection>>,
     policy: Spanned<crate::policy::PolicySection>,
+    /// `[profiles.NAME]`: policies of the `[policy]` shape that identities choose by name.
+    #[serde(default)]
+    profiles: BTreeMap<Spanned<String>, Spanned<PolicySection>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +129,20 @@ struct ListenSection {
     allowed_origins: Vec<String>,
     #[serde(default)]
     auth_failures_per_minute: Option<Spanned<u64>>,
+    /// PEM bundle of the CA(s) that issue agents' client certificates.
+    #[serde(default)]
+    client_ca: Option<Spanned<String>>,
+    /// Whether a client certificate is needed for the TLS handshake (default: optional).
+    #[serde(default)]
+    client_auth: Option<Spanned<ClientAuth>>,
+}
+
+/// `client_auth = "optional" | "required"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ClientAuth {
+    Optional,
+    Required,
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,6 +181,18 @@ struct IdentitySection {
     name: Spanned<String>,
     #[serde(default)]
     token_sha256: Vec<Spanned<String>>,
+    /// Source networks (CIDR) the identity may authenticate from.
+    #[serde(default)]
+    networks: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Client-certificate name (DNS SAN entry, or subject CN) that authenticates the identity.
+    #[serde(default)]
+    client_cert: Option<Spanned<String>>,
+    /// With tokens: the certificate is needed as well as a token.
+    #[serde(default)]
+    require_client_cert: Option<Spanned<bool>>,
+    /// `[profiles.NAME]` to decide this identity's requests with, instead of `[policy]`.
+    #[serde(default)]
+    policy: Option<Spanned<String>>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -178,6 +209,8 @@ pub struct Config {
     pub syslog: SyslogConfig,
     pub identities: Vec<IdentityConfig>,
     pub policy: Policy,
+    /// `[profiles.NAME]` policies, chosen per identity with `policy = "NAME"`.
+    pub profiles: BTreeMap<Arc<str>, Policy>,
 }
 
 /// The agent-facing listener.
@@ -203,6 +236,17 @@ pub struct ListenConfig {
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Client certificates: the CA bundle and whether one is required.
+    pub client_ca: Option<ClientCaFile>,
+}
+
+/// `[listen] client_ca` and `client_auth`.
+#[derive(Debug, Clone)]
+pub struct ClientCaFile {
+    /// PEM bundle of the CA certificates agents' certificates must chain to.
+    pub file: PathBuf,
+    /// `client_auth = "required"`: the TLS handshake fails without a valid certificate.
+    pub required: bool,
 }
 
 /// How to reach the MCP server the gateway fronts.
@@ -275,7 +319,6 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         Some(s) => validate_syslog(&map, s.into_inner())?,
         None => SyslogConfig::default(),
     };
-    let identities = validate_identities(&map, raw.identities)?;
     let policy_span = raw.policy.span();
     let source = PolicySource {
         map: &map,
@@ -283,8 +326,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         span: policy_span,
     };
     let policy = Policy::compile(raw.policy.into_inner(), &source)?;
+    let profiles = compile_profiles(&map, base, raw.profiles)?;
+    let client_ca = listen.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    let identities = validate_identities(&map, raw.identities, &profiles, client_ca)?;
     for identity in &identities {
-        policy
+        let chosen = identity
+            .policy
+            .as_ref()
+            .and_then(|p| profiles.get(p))
+            .unwrap_or(&policy);
+        chosen
             .check_identity_name(&identity.name)
             .map_err(|m| map.error(Some(identity.span.clone()), m))?;
     }
@@ -295,7 +346,43 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         syslog,
         identities,
         policy,
+        profiles,
     })
+}
+
+/// Compiles every `[profiles.NAME]` table like `[policy]`.
+fn compile_profiles(
+    map: &SourceMap,
+    base: &Path,
+    sections: BTreeMap<Spanned<String>, Spanned<PolicySection>>,
+) -> Result<BTreeMap<Arc<str>, Policy>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (name, section) in sections {
+        check_name(name.get_ref())
+            .map_err(|m| map.error(Some(name.span()), format!("profile name {m}")))?;
+        let source = PolicySource {
+            map,
+            base,
+            span: section.span(),
+        };
+        let policy = Policy::compile(section.into_inner(), &source)?;
+        out.insert(Arc::from(name.into_inner()), policy);
+    }
+    Ok(out)
+}
+
+/// Identity and profile names: what may follow `identity=` in a log line unquoted.
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+    {
+        return Err(format!(
+            "{name:?} must be non-empty ASCII letters, digits, '-', '_', '.' or '@'"
+        ));
+    }
+    Ok(())
 }
 
 fn resolve(base: &Path, p: &str) -> PathBuf {
@@ -361,6 +448,12 @@ fn validate_listen(
                 "`plaintext = true` and a certificate contradict each other: keep one",
             ));
         }
+        if let Some(ca) = &s.client_ca {
+            return Err(map.error(
+                Some(ca.span()),
+                "client certificates need TLS: `client_ca` cannot go with `plaintext = true`",
+            ));
+        }
         None
     } else {
         let (Some(cert), Some(key)) = (s.cert, s.key) else {
@@ -372,8 +465,21 @@ fn validate_listen(
         Some(TlsFiles {
             cert: resolve(base, cert.get_ref()),
             key: resolve(base, key.get_ref()),
+            client_ca: s.client_ca.as_ref().map(|ca| ClientCaFile {
+                file: resolve(base, ca.get_ref()),
+                required: s
+                    .client_auth
+                    .as_ref()
+                    .is_some_and(|a| *a.get_ref() == ClientAuth::Required),
+            }),
         })
     };
+    if let (Some(mode), None) = (&s.client_auth, &s.client_ca) {
+        return Err(map.error(
+            Some(mode.span()),
+            "`client_auth` needs `client_ca` (the PEM bundle of the CA that issues agents' certificates)",
+        ));
+    }
     Ok(ListenConfig {
         address,
         tls,
@@ -532,32 +638,20 @@ fn validate_syslog(map: &SourceMap, s: SyslogSection) -> Result<SyslogConfig, Co
 fn validate_identities(
     map: &SourceMap,
     sections: Vec<Spanned<IdentitySection>>,
+    profiles: &BTreeMap<Arc<str>, Policy>,
+    client_ca: bool,
 ) -> Result<Vec<IdentityConfig>, ConfigError> {
     let mut out: Vec<IdentityConfig> = Vec::new();
     for section in sections {
         let span = section.span();
         let s = section.into_inner();
         let name = s.name.get_ref();
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
-        {
-            return Err(map.error(
-                Some(s.name.span()),
-                format!("identity name {name:?} must be non-empty ASCII letters, digits, '-', '_', '.' or '@'"),
-            ));
-        }
+        check_name(name)
+            .map_err(|m| map.error(Some(s.name.span()), format!("identity name {m}")))?;
         if out.iter().any(|i| &*i.name == name.as_str()) {
             return Err(map.error(
                 Some(s.name.span()),
                 format!("identity {name:?} is defined twice"),
-            ));
-        }
-        if s.token_sha256.is_empty() {
-            return Err(map.error(
-                Some(span),
-                format!("identity {name:?} has no token_sha256: run `mcpgw token new` to make one"),
             ));
         }
         let mut tokens = Vec::new();
@@ -569,18 +663,323 @@ fn validate_identities(
             }
             tokens.push(hash);
         }
+
+        let mut networks = Vec::new();
+        if let Some(list) = &s.networks {
+            if list.get_ref().is_empty() {
+                return Err(map.error(
+                    Some(list.span()),
+                    format!("identity {name:?}: networks = [] lets the identity in from nowhere; remove the key to allow every address"),
+                ));
+            }
+            for text in list.get_ref() {
+                let net = Net::parse(text.get_ref()).map_err(|e| {
+                    map.error(
+                        Some(text.span()),
+                        format!("identity {name:?}: network {:?} {e}", text.get_ref()),
+                    )
+                })?;
+                networks.push(net);
+            }
+        }
+
+        let client_cert = match &s.client_cert {
+            None => None,
+            Some(c) => {
+                let cert_name = c.get_ref().to_ascii_lowercase();
+                check_cert_name(&cert_name).map_err(|m| map.error(Some(c.span()), m))?;
+                if !client_ca {
+                    return Err(map.error(
+                        Some(c.span()),
+                        "client_cert needs `client_ca` in [listen] (the PEM bundle of the CA that issues agents' certificates)",
+                    ));
+                }
+                if let Some(other) = out
+                    .iter()
+                    .find(|i| i.client_cert.as_deref() == Some(cert_name.as_str()))
+                {
+                    return Err(map.error(
+                        Some(c.span()),
+                        format!(
+                            "client_cert {cert_name:?} is also the certificate of identity {:?}: a certificate must name one identity",
+                            other.name
+                        ),
+                    ));
+                }
+                Some(Arc::<str>::from(cert_name))
+            }
+        };
+        if tokens.is_empty() && client_cert.is_none() {
+            return Err(map.error(
+                Some(span),
+                format!("identity {name:?} has neither token_sha256 nor client_cert: run `mcpgw token new` to make a token"),
+            ));
+        }
+        let require_client_cert = match &s.require_client_cert {
+            Some(r) if *r.get_ref() => {
+                if client_cert.is_none() {
+                    return Err(map.error(
+                        Some(r.span()),
+                        format!("identity {name:?}: require_client_cert needs `client_cert` (the certificate name to require)"),
+                    ));
+                }
+                if tokens.is_empty() {
+                    return Err(map.error(
+                        Some(r.span()),
+                        format!("identity {name:?}: require_client_cert goes with tokens; without token_sha256 the certificate alone is already required"),
+                    ));
+                }
+                true
+            }
+            _ => false,
+        };
+
+        let policy = match &s.policy {
+            None => None,
+            Some(p) => match profiles.get_key_value(p.get_ref().as_str()) {
+                Some((profile, _)) => Some(profile.clone()),
+                None => {
+                    let known: Vec<&str> = profiles.keys().map(|k| &**k).collect();
+                    return Err(map.error(
+                        Some(p.span()),
+                        format!(
+                            "identity {name:?}: policy {:?} names no [profiles.{}] table ({})",
+                            p.get_ref(),
+                            p.get_ref(),
+                            if known.is_empty() {
+                                "there are no profiles".to_string()
+                            } else {
+                                format!("profiles: {}", known.join(", "))
+                            }
+                        ),
+                    ));
+                }
+            },
+        };
         out.push(IdentityConfig {
             name: name.as_str().into(),
             tokens,
+            networks,
+            client_cert,
+            require_client_cert,
+            policy,
             span: s.name.span(),
         });
     }
     Ok(out)
 }
 
+/// A client-certificate name: a DNS name or a plain CN, compared case-insensitively and
+/// exactly (no wildcards).
+fn check_cert_name(name: &str) -> Result<(), String> {
+    if name.contains('*') {
+        return Err(format!(
+            "client_cert {name:?}: wildcards are not allowed; name the one certificate this identity holds"
+        ));
+    }
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && !name.starts_with('.')
+        && !name.ends_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "client_cert {name:?} is not a certificate name (ASCII letters, digits, '-', '_' and inner '.', e.g. \"agent1.example.net\")"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const HASH_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const HASH_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    /// A config with `listen` extra lines, then `rest` (identities, profiles) and `[policy]`.
+    fn text(listen: &str, rest: &str) -> String {
+        format!(
+            "[listen]\naddress = \"127.0.0.1:8443\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n{listen}\n[upstream]\ncommand = \"x\"\n\n{rest}\n[policy]\ndefault = \"deny\"\n"
+        )
+    }
+
+    fn parsed(text: &str) -> Result<Config, ConfigError> {
+        parse(Path::new("/etc/mcpgw.toml"), text)
+    }
+
+    /// The error for `text`, and the (line, column) where `needle` starts in it.
+    fn error_at(text: &str, needle: &str) -> (ConfigError, (usize, usize)) {
+        let err = parsed(text).expect_err("config should be refused");
+        let offset = text.find(needle).expect("needle in text");
+        (err, line_col(text, offset))
+    }
+
+    #[test]
+    fn identities_with_networks_certificates_and_profiles() {
+        let t = text(
+            "client_ca = \"ca.pem\"\nclient_auth = \"required\"",
+            &format!(
+                "[[identity]]\nname = \"lan\"\ntoken_sha256 = [\"{HASH_A}\"]\nnetworks = [\"192.168.1.0/24\", \"2001:db8::/48\", \"::ffff:10.0.0.0/104\"]\npolicy = \"readonly\"\n\n\
+                 [[identity]]\nname = \"agent1\"\nclient_cert = \"Agent1.Example.NET\"\n\n\
+                 [[identity]]\nname = \"both\"\ntoken_sha256 = [\"{HASH_B}\"]\nclient_cert = \"both.example.net\"\nrequire_client_cert = true\n\n\
+                 [profiles.readonly]\ndefault = \"deny\"\n[profiles.readonly.tools.firewall_list_rules]\naction = \"allow\"\n"
+            ),
+        );
+        let c = parsed(&t).unwrap();
+        let tls = c.listen.tls.as_ref().unwrap();
+        let ca = tls.client_ca.as_ref().unwrap();
+        assert_eq!(ca.file, Path::new("/etc/ca.pem"));
+        assert!(ca.required);
+        let lan = &c.identities[0];
+        let nets: Vec<String> = lan.networks.iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["192.168.1.0/24", "2001:db8::/48", "10.0.0.0/8"]);
+        assert_eq!(lan.policy.as_deref(), Some("readonly"));
+        assert_eq!(
+            c.identities[1].client_cert.as_deref(),
+            Some("agent1.example.net")
+        );
+        assert!(c.identities[1].tokens.is_empty() && !c.identities[1].require_client_cert);
+        assert!(c.identities[2].require_client_cert);
+        assert_eq!(
+            c.profiles.keys().map(|k| &**k).collect::<Vec<_>>(),
+            ["readonly"]
+        );
+        assert!(c.profiles["readonly"].summary().contains("1 allowed"));
+
+        // client_auth defaults to optional.
+        let t = text(
+            "client_ca = \"ca.pem\"",
+            &format!("[[identity]]\nname = \"a\"\ntoken_sha256 = [\"{HASH_A}\"]\n"),
+        );
+        assert!(
+            !parsed(&t)
+                .unwrap()
+                .listen
+                .tls
+                .unwrap()
+                .client_ca
+                .unwrap()
+                .required
+        );
+    }
+
+    #[test]
+    fn identity_errors_point_at_the_value() {
+        let ident = |extra: &str| {
+            format!("[[identity]]\nname = \"a\"\ntoken_sha256 = [\"{HASH_A}\"]\n{extra}\n")
+        };
+        let ca = "client_ca = \"ca.pem\"";
+        let cases: Vec<(String, &str, &str)> = vec![
+            // Host bits in a network: at the string, naming the network meant.
+            (
+                text(
+                    "",
+                    &ident("networks = [\"10.0.0.0/8\", \"192.168.1.1/24\"]"),
+                ),
+                "\"192.168.1.1/24\"",
+                "the network is 192.168.1.0/24",
+            ),
+            (
+                text("", &ident("networks = [\"lan\"]")),
+                "\"lan\"",
+                "is not an IP address or CIDR network",
+            ),
+            (text("", &ident("networks = []")), "[]", "from nowhere"),
+            (
+                text("", &ident("policy = \"readonly\"")),
+                "\"readonly\"",
+                "names no [profiles.readonly] table (there are no profiles)",
+            ),
+            (
+                text("", &(ident("policy = \"ro\"") + "[profiles.readonly]\n")),
+                "\"ro\"",
+                "profiles: readonly",
+            ),
+            (
+                text("", &ident("client_cert = \"agent1.example.net\"")),
+                "\"agent1.example.net\"",
+                "needs `client_ca`",
+            ),
+            (
+                text(ca, &ident("client_cert = \"*.example.net\"")),
+                "\"*.example.net\"",
+                "wildcards",
+            ),
+            (
+                text(ca, &ident("client_cert = \"agent 1\"")),
+                "\"agent 1\"",
+                "is not a certificate name",
+            ),
+            (
+                text(
+                    ca,
+                    "[[identity]]\nname = \"a\"\nclient_cert = \"agent1.example.net\"\n[[identity]]\nname = \"b\"\nclient_cert = \"AGENT1.example.net\"\n",
+                ),
+                "\"AGENT1.example.net\"",
+                "also the certificate of identity \"a\"",
+            ),
+            (
+                text(ca, &ident("require_client_cert = true")),
+                "true",
+                "require_client_cert needs `client_cert`",
+            ),
+            (
+                text(
+                    ca,
+                    "[[identity]]\nname = \"a\"\nclient_cert = \"a.example.net\"\nrequire_client_cert = true\n",
+                ),
+                "true",
+                "goes with tokens",
+            ),
+            (
+                text("", "[[identity]]\nname = \"nothing\"\n"),
+                "[[identity]]",
+                "neither token_sha256 nor client_cert",
+            ),
+            (
+                text("client_auth = \"required\"", &ident("")),
+                "\"required\"",
+                "`client_auth` needs `client_ca`",
+            ),
+            (
+                text(
+                    "client_ca = \"ca.pem\"\nclient_auth = \"sometimes\"",
+                    &ident(""),
+                ),
+                "\"sometimes\"",
+                "unknown variant",
+            ),
+            (
+                text("", &(ident("") + "[profiles.\"read only\"]\n")),
+                "\"read only\"",
+                "profile name \"read only\" must be",
+            ),
+            // A profile is compiled like [policy]: its errors point inside it.
+            (
+                text(
+                    "",
+                    &(ident("") + "[profiles.ro.tools.\"bad name\"]\naction = \"allow\"\n"),
+                ),
+                "[profiles.ro.tools",
+                "is not a valid MCP tool name",
+            ),
+        ];
+        for (t, needle, want) in cases {
+            let (err, at) = error_at(&t, needle);
+            assert_eq!(err.position, Some(at), "{err}\n{t}");
+            assert!(err.message.contains(want), "{err} (wanted {want:?})\n{t}");
+        }
+
+        // Plain HTTP cannot ask for client certificates.
+        let t = "[listen]\naddress = \"127.0.0.1:8080\"\nplaintext = true\nclient_ca = \"ca.pem\"\n[upstream]\ncommand = \"x\"\n[policy]\n";
+        let (err, at) = error_at(t, "\"ca.pem\"");
+        assert_eq!(err.position, Some(at));
+        assert!(err.message.contains("need TLS"), "{err}");
+    }
 
     #[test]
     fn line_col_counts_from_one() {

@@ -168,8 +168,30 @@ fn check(path: &std::path::Path) -> ExitCode {
     for warning in config.policy.warnings() {
         eprintln!("{}: warning: {warning}", path.display());
     }
+    // Profiles ([profiles.NAME], chosen per identity): their warnings and summaries.
+    let mut profiles = String::new();
+    for (name, policy) in &config.profiles {
+        for warning in policy.warnings() {
+            eprintln!("{}: warning: profiles.{name}: {warning}", path.display());
+        }
+        let users = config
+            .identities
+            .iter()
+            .filter(|i| i.policy.as_deref() == Some(&**name))
+            .count();
+        if users == 0 {
+            eprintln!(
+                "{}: warning: profile {name:?} is used by no identity",
+                path.display()
+            );
+        }
+        profiles += &format!(
+            "; profile {name} ({users} identities): {}",
+            policy.summary()
+        );
+    }
     println!(
-        "{}: OK: {} identities, {}",
+        "{}: OK: {} identities, {}{profiles}",
         path.display(),
         config.identities.len(),
         config.policy.summary()

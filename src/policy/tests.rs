@@ -295,6 +295,7 @@ fn from(name: &str, source: &str) -> Identity {
     Identity {
         name: name.into(),
         source: Some(source.parse().unwrap()),
+        profile: None,
     }
 }
 

@@ -1,5 +1,6 @@
-//! Authentication: `Authorization: Bearer TOKEN` -> [`Identity`], with failed attempts
-//! rate-limited per source address.
+//! Authentication: `Authorization: Bearer TOKEN` and/or a verified client certificate, from
+//! a source address -> [`Identity`], with failed attempts rate-limited per source address.
+//! Which credentials name which identity is [`TokenTable::resolve`]'s business.
 //!
 //! A source address that keeps presenting bad tokens gets 429 before its token is even
 //! looked at, so guessing is slow and cheap for us. Only failures count: an agent that
@@ -9,14 +10,14 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use http::HeaderMap;
 
-use crate::identity::{Identity, TokenTable};
+use crate::identity::{Identity, PeerCert, Refusal, TokenTable, TrustId};
 
 /// Why a request was not authenticated.
 #[derive(Debug, PartialEq, Eq)]
@@ -25,6 +26,12 @@ pub enum AuthError {
     Missing,
     /// A token that matches no identity (or a malformed header).
     Invalid,
+    /// Credentials of `identity` that are not accepted here; `reason` is the log word
+    /// (`outside-networks`, `client-cert-required`, ...). Answered like `Invalid`.
+    Refused {
+        identity: Arc<str>,
+        reason: &'static str,
+    },
     /// Too many failures from this address; retry after the duration.
     Throttled(Duration),
 }
@@ -91,29 +98,40 @@ impl FailureLimiter {
     }
 }
 
-/// Checks the bearer token of a request coming from `source`. An address that used up its
-/// failures is refused before its token is looked at, so it cannot keep guessing.
+/// Checks the bearer token and client-certificate names (see [`verified_names`]) of a
+/// request coming from `source`. An address that used up its failures is refused before its
+/// credentials are looked at, so it cannot keep guessing; every kind of failure counts.
 pub fn authenticate(
     headers: &HeaderMap,
     source: IpAddr,
+    cert_names: &[Box<str>],
     tokens: &TokenTable,
     failures: &FailureLimiter,
 ) -> Result<Identity, AuthError> {
     if let Some(wait) = failures.throttled_for(source) {
         return Err(AuthError::Throttled(wait));
     }
-    let presented = bearer_token(headers);
-    if let Some(mut identity) = presented.and_then(|t| tokens.authenticate(t)) {
-        identity.source = Some(source);
-        return Ok(identity);
-    }
+    let refusal = match tokens.resolve(bearer_token(headers), source, cert_names) {
+        Ok(identity) => return Ok(identity),
+        Err(r) => r,
+    };
     if let Some(wait) = failures.fail(source) {
         return Err(AuthError::Throttled(wait));
     }
-    Err(match presented {
-        None => AuthError::Missing,
-        Some(_) => AuthError::Invalid,
+    Err(match refusal {
+        Refusal::Missing => AuthError::Missing,
+        Refusal::Invalid => AuthError::Invalid,
+        Refusal::Refused { identity, reason } => AuthError::Refused { identity, reason },
     })
+}
+
+/// The names of a connection's client certificate, if the running config still trusts the
+/// CA bundle it was verified against (`trust`); none otherwise.
+pub fn verified_names(peer: Option<&PeerCert>, trust: Option<TrustId>) -> &[Box<str>] {
+    match (peer, trust) {
+        (Some(p), Some(t)) if p.trust == t => &p.names,
+        _ => &[],
+    }
 }
 
 /// The token of an `Authorization: Bearer TOKEN` header (scheme case-insensitive).
@@ -141,7 +159,7 @@ mod tests {
         TokenTable::new(&[IdentityConfig {
             name: "agent".into(),
             tokens: vec![TokenHash::of(b"s3cret")],
-            span: 0..0,
+            ..IdentityConfig::default()
         }])
     }
 
@@ -158,33 +176,39 @@ mod tests {
         let (t, f) = (table(), FailureLimiter::new(100));
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         assert_eq!(
-            authenticate(&headers(&["Bearer s3cret"]), ip, &t, &f)
+            authenticate(&headers(&["Bearer s3cret"]), ip, &[], &t, &f)
                 .unwrap()
                 .name
                 .as_ref(),
             "agent"
         );
         assert_eq!(
-            authenticate(&headers(&["bearer  s3cret "]), ip, &t, &f)
+            authenticate(&headers(&["bearer  s3cret "]), ip, &[], &t, &f)
                 .unwrap()
                 .name
                 .as_ref(),
             "agent"
         );
         assert_eq!(
-            authenticate(&headers(&[]), ip, &t, &f),
+            authenticate(&headers(&[]), ip, &[], &t, &f),
             Err(AuthError::Missing)
         );
         assert_eq!(
-            authenticate(&headers(&["Bearer nope"]), ip, &t, &f),
+            authenticate(&headers(&["Bearer nope"]), ip, &[], &t, &f),
             Err(AuthError::Invalid)
         );
         assert_eq!(
-            authenticate(&headers(&["Basic s3cret"]), ip, &t, &f),
+            authenticate(&headers(&["Basic s3cret"]), ip, &[], &t, &f),
             Err(AuthError::Missing)
         );
         assert_eq!(
-            authenticate(&headers(&["Bearer s3cret", "Bearer s3cret"]), ip, &t, &f),
+            authenticate(
+                &headers(&["Bearer s3cret", "Bearer s3cret"]),
+                ip,
+                &[],
+                &t,
+                &f
+            ),
             Err(AuthError::Missing)
         );
     }
@@ -196,21 +220,21 @@ mod tests {
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         for _ in 0..3 {
             assert_eq!(
-                authenticate(&headers(&["Bearer x"]), bad, &t, &f),
+                authenticate(&headers(&["Bearer x"]), bad, &[], &t, &f),
                 Err(AuthError::Invalid)
             );
         }
         assert!(matches!(
-            authenticate(&headers(&["Bearer x"]), bad, &t, &f),
+            authenticate(&headers(&["Bearer x"]), bad, &[], &t, &f),
             Err(AuthError::Throttled(_))
         ));
         // Once throttled, not even the right token is looked at; other addresses are unaffected.
         assert!(matches!(
-            authenticate(&headers(&["Bearer s3cret"]), bad, &t, &f),
+            authenticate(&headers(&["Bearer s3cret"]), bad, &[], &t, &f),
             Err(AuthError::Throttled(_))
         ));
         assert_eq!(
-            authenticate(&headers(&["Bearer x"]), other, &t, &f),
+            authenticate(&headers(&["Bearer x"]), other, &[], &t, &f),
             Err(AuthError::Invalid)
         );
     }

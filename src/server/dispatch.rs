@@ -142,7 +142,9 @@ async fn decide_and_answer(
     {
         record.arguments = logged_arguments(&runtime.log_arguments, args);
     }
-    let decision = runtime.policy.decide(&ctx.identity, &subject);
+    let decision = runtime
+        .policy_for(&ctx.identity)
+        .decide(&ctx.identity, &subject);
     record.rule = Some(decision.rule().to_string());
 
     match decision {
@@ -367,7 +369,7 @@ async fn forward(
 }
 
 fn filter(runtime: &Runtime, ctx: &CallContext, kind: ListKind, result: &mut Value) {
-    let policy = &runtime.policy;
+    let policy = runtime.policy_for(&ctx.identity);
     match kind {
         ListKind::Tools => {
             filter_list(kind, result, |name| {

@@ -20,9 +20,10 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use crate::audit::Severity;
+use crate::identity::PeerCert;
 use crate::mcp::message::{self, Message, error_response};
 
-use super::auth::{AuthError, authenticate};
+use super::auth::{AuthError, authenticate, verified_names};
 use super::dispatch::{CallContext, Reply, SUPPORTED_VERSIONS, dispatch};
 use super::session::SessionError;
 use super::{Runtime, Shared};
@@ -34,17 +35,20 @@ const VERSION_HEADER: &str = "mcp-protocol-version";
 
 pub type Body = Full<Bytes>;
 
-/// Serves one HTTP request from `source`.
+/// Serves one HTTP request from `source`, on a connection with client certificate `peer`.
 pub async fn handle(
     shared: &Shared,
     req: Request<Incoming>,
     source: IpAddr,
+    peer: Option<&PeerCert>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let runtime = shared.runtime.load_full();
-    Ok(match serve(shared, &runtime, req, source, started).await {
-        Ok(resp) | Err(resp) => resp,
-    })
+    Ok(
+        match serve(shared, &runtime, req, source, peer, started).await {
+            Ok(resp) | Err(resp) => resp,
+        },
+    )
 }
 
 type Answer = Result<Response<Body>, Response<Body>>;
@@ -54,6 +58,7 @@ async fn serve(
     runtime: &Runtime,
     req: Request<Incoming>,
     source: IpAddr,
+    peer: Option<&PeerCert>,
     started: Instant,
 ) -> Answer {
     if req.uri().path() != MCP_PATH {
@@ -62,7 +67,15 @@ async fn serve(
             "not found: the MCP endpoint is /mcp",
         ));
     }
-    let identity = match authenticate(req.headers(), source, &runtime.tokens, &shared.failures) {
+    let cert_names = verified_names(peer, runtime.client_trust.as_ref().map(|t| t.id));
+    let authenticated = authenticate(
+        req.headers(),
+        source,
+        cert_names,
+        &runtime.tokens,
+        &shared.failures,
+    );
+    let identity = match authenticated {
         Ok(identity) => identity,
         Err(AuthError::Throttled(wait)) => {
             let mut resp = plain(
@@ -77,16 +90,18 @@ async fn serve(
             return Err(resp);
         }
         Err(e) => {
+            let detail = match &e {
+                AuthError::Refused { identity, reason } => format!("{reason} identity={identity}"),
+                AuthError::Missing => match cert_names.first() {
+                    // A trusted certificate that names no identity.
+                    Some(name) => format!("missing-token client_cert={:?}", truncate(name, 100)),
+                    None => "missing-token".to_string(),
+                },
+                _ => "invalid-token".to_string(),
+            };
             shared.auditor.event(
                 Severity::Warning,
-                format!(
-                    "auth=fail src={source} reason={}",
-                    if e == AuthError::Missing {
-                        "missing-token"
-                    } else {
-                        "invalid-token"
-                    }
-                ),
+                format!("auth=fail src={source} reason={detail}"),
             );
             let mut resp = plain(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
             let challenge = if e == AuthError::Missing {
@@ -371,6 +386,13 @@ fn empty(status: StatusCode) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = status;
     resp
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
 }
 
 fn set(resp: &mut Response<Body>, name: impl header::IntoHeaderName, value: &str) {

@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
 use crate::audit::Severity;
+use crate::identity::PeerCert;
 
 use super::Shared;
 use super::http::handle;
@@ -95,12 +96,20 @@ async fn connection(
         .timer(TokioTimer::new())
         .max_header_list_size(shared.listen.max_header_bytes as u32)
         .max_concurrent_streams(64);
-    let service_shared = shared.clone();
-    let service = service_fn(move |req| {
-        let shared = service_shared.clone();
-        async move { handle(&shared, req, source).await }
-    });
-    let tls = shared.runtime.load().tls.clone();
+    // The client certificate (if any) is verified in the handshake and fixed for the
+    // connection; every request on it carries the certificate's names to authentication.
+    let service = |peer: Option<Arc<PeerCert>>| {
+        let shared = shared.clone();
+        service_fn(move |req| {
+            let shared = shared.clone();
+            let peer = peer.clone();
+            async move { handle(&shared, req, source, peer.as_deref()).await }
+        })
+    };
+    let (tls, trust) = {
+        let runtime = shared.runtime.load();
+        (runtime.tls.clone(), runtime.client_trust.clone())
+    };
     match tls {
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
@@ -113,11 +122,31 @@ async fn connection(
                 // one by one (scanners); they never reach the request path.
                 Ok(Err(_)) | Err(_) => return,
             };
-            let conn = builder.serve_connection(TokioIo::new(tls_stream), service);
+            let peer = match (trust, tls_stream.get_ref().1.peer_certificates()) {
+                (Some(trust), Some(chain)) if !chain.is_empty() => {
+                    match trust.verified_names(chain) {
+                        Ok(names) => Some(Arc::new(PeerCert {
+                            names,
+                            trust: trust.id,
+                        })),
+                        Err(e) => {
+                            // client_auth = "optional": the connection stays, the
+                            // certificate names nobody.
+                            shared.auditor.event(
+                                Severity::Notice,
+                                format!("auth=cert-untrusted src={source} error={e:?}"),
+                            );
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            let conn = builder.serve_connection(TokioIo::new(tls_stream), service(peer));
             let _ = watcher.watch(conn.into_owned()).await;
         }
         None => {
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let conn = builder.serve_connection(TokioIo::new(stream), service(None));
             let _ = watcher.watch(conn.into_owned()).await;
         }
     }

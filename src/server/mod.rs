@@ -18,6 +18,7 @@ pub mod listener;
 pub mod session;
 pub mod tls;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,8 +28,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::audit::{Auditor, Severity};
 use crate::config::{self, Config, ListenConfig};
-use crate::identity::TokenTable;
-use crate::policy::Policy;
+use crate::identity::{Identity, TokenTable};
+use crate::policy::{Policy, PolicySection, PolicySource};
 use crate::upstream::{Upstream, UpstreamEvent};
 
 use auth::FailureLimiter;
@@ -42,14 +43,26 @@ pub struct Runtime {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub allowed_origins: Vec<String>,
     pub log_arguments: Vec<String>,
+    // --- identities and grants ---
+    /// `[profiles.NAME]` policies; an identity with `policy = "NAME"` is decided by one.
+    pub profiles: BTreeMap<Arc<str>, Policy>,
+    /// The client CA bundle `tls` verifies agents' certificates against (`None`: no client
+    /// certificates). A connection's certificate names count only while this is unchanged.
+    pub client_trust: Option<Arc<tls::ClientTrust>>,
+    /// Decides for an identity whose profile is missing (never, for a validated config):
+    /// denies every tool, so a mix-up can never fall back to a wider policy.
+    deny_all: Policy,
 }
 
 impl Runtime {
     /// Builds a runtime from a validated config (reads the certificate files).
     pub fn build(config: Config) -> Result<Runtime, String> {
-        let tls = match &config.listen.tls {
-            Some(files) => Some(tls::server_config(files)?),
-            None => None,
+        let (tls, client_trust) = match &config.listen.tls {
+            Some(files) => {
+                let (tls, trust) = tls::load(files)?;
+                (Some(tls), trust)
+            }
+            None => (None, None),
         };
         Ok(Runtime {
             tokens: TokenTable::new(&config.identities),
@@ -57,8 +70,44 @@ impl Runtime {
             allowed_origins: config.listen.allowed_origins.clone(),
             log_arguments: config.syslog.log_arguments.clone(),
             policy: config.policy,
+            profiles: config.profiles,
+            client_trust,
+            deny_all: deny_all()?,
         })
     }
+
+    /// The policy that decides for `identity`: its profile, or `[policy]` without one.
+    pub fn policy_for(&self, identity: &Identity) -> &Policy {
+        match &identity.profile {
+            None => &self.policy,
+            Some(name) => self.profiles.get(name).unwrap_or(&self.deny_all),
+        }
+    }
+
+    /// Keeps the rate-limit buckets of `[policy]` and of every profile of the same name
+    /// (see [`Policy::carry_state_from`]), for a reload.
+    pub fn carry_state_from(&mut self, old: &Runtime) {
+        self.policy.carry_state_from(&old.policy);
+        for (name, policy) in &mut self.profiles {
+            if let Some(previous) = old.profiles.get(name) {
+                policy.carry_state_from(previous);
+            }
+        }
+    }
+}
+
+/// An empty `[policy]`: default deny, unknown tools denied.
+fn deny_all() -> Result<Policy, String> {
+    let map = config::SourceMap {
+        file: Path::new("(built-in deny-all policy)"),
+        text: "",
+    };
+    let source = PolicySource {
+        map: &map,
+        base: Path::new("."),
+        span: 0..0,
+    };
+    Policy::compile(PolicySection::default(), &source).map_err(|e| e.to_string())
 }
 
 /// State shared by every connection for the life of the process.
@@ -96,6 +145,14 @@ async fn run_with(path: &Path, config: Config, auditor: Auditor) -> Result<(), S
     let upstream_config = config.upstream.clone();
     for warning in config.policy.warnings() {
         auditor.event(Severity::Notice, format!("policy warning: {warning}"));
+    }
+    for (name, profile) in &config.profiles {
+        for warning in profile.warnings() {
+            auditor.event(
+                Severity::Notice,
+                format!("policy warning: profiles.{name}: {warning}"),
+            );
+        }
     }
     let summary = config.policy.summary();
     let runtime = Runtime::build(config)?;

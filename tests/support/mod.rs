@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mcpgw::client::{McpClient, tls_config};
+use mcpgw::client::{McpClient, tls_config, tls_config_with_client_cert};
 use mcpgw::identity::new_token;
 use mcpgw::server::tls::self_signed;
 use serde_json::Value;
@@ -38,6 +38,10 @@ pub struct Options {
     pub plaintext: bool,
     /// Files written next to the config before the gateway starts: (name, content).
     pub files: Vec<(String, String)>,
+    /// Extra lines for the `[[identity]]` block of `agent` or of a `more_identities` name.
+    pub identity_lines: Vec<(String, String)>,
+    /// Text written after the identities (e.g. `[[identity]]` blocks without a token).
+    pub identities_extra: String,
 }
 
 impl Default for Options {
@@ -50,6 +54,8 @@ impl Default for Options {
             more_identities: Vec::new(),
             plaintext: false,
             files: Vec::new(),
+            identity_lines: Vec::new(),
+            identities_extra: String::new(),
         }
     }
 }
@@ -117,20 +123,30 @@ impl Gateway {
                     .push(String::from_utf8_lossy(&buf[..n]).to_string());
             }
         });
+        let lines_of = |name: &str| -> String {
+            opts.identity_lines
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, l)| format!("{l}\n"))
+                .collect()
+        };
         let (token, hash) = new_token().unwrap();
         let mut identities = format!(
-            "[[identity]]\nname = \"agent\"\ntoken_sha256 = [\"{}\"]\n",
-            hash.to_hex()
+            "[[identity]]\nname = \"agent\"\ntoken_sha256 = [\"{}\"]\n{}",
+            hash.to_hex(),
+            lines_of("agent")
         );
         let mut other_tokens = Vec::new();
         for name in &opts.more_identities {
             let (t, h) = new_token().unwrap();
             identities += &format!(
-                "[[identity]]\nname = \"{name}\"\ntoken_sha256 = [\"{}\"]\n",
-                h.to_hex()
+                "[[identity]]\nname = \"{name}\"\ntoken_sha256 = [\"{}\"]\n{}",
+                h.to_hex(),
+                lines_of(name)
             );
             other_tokens.push(t);
         }
+        identities += &opts.identities_extra;
         let upstream = match &opts.upstream {
             UpstreamSpec::MockStdio => format!(
                 "command = {MOCK:?}\nargs = [\"stdio\", \"--record\", \"calls.jsonl\", \"--pid-file\", \"mock.pid\"]\n"
@@ -210,6 +226,21 @@ impl Gateway {
         McpClient::connect(self.addr, tls, token)
             .await
             .expect("connect")
+    }
+
+    /// A connection presenting the client certificate `cert` (PEM certificate, PEM key), with
+    /// an optional token. An error if the TLS handshake fails here.
+    pub async fn connect_with_cert(
+        &self,
+        token: Option<&str>,
+        cert: &(String, String),
+    ) -> Result<McpClient, String> {
+        let config = tls_config_with_client_cert(
+            self.cert_pem.as_bytes(),
+            cert.0.as_bytes(),
+            cert.1.as_bytes(),
+        )?;
+        McpClient::connect(self.addr, Some((config, "localhost")), token).await
     }
 
     /// Every tools/call the mock upstream received: (tool, arguments).
@@ -317,4 +348,41 @@ pub fn alive(pid: i32) -> bool {
 /// The MSG part of an RFC 5424 line.
 pub fn msg_of(line: &str) -> &str {
     line.splitn(8, ' ').nth(7).unwrap_or("")
+}
+
+/// A certificate authority for client certificates.
+pub struct TestCa {
+    /// The CA certificate, PEM (what `client_ca` names).
+    pub pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, name);
+        let key = KeyPair::generate().unwrap();
+        let pem = params.self_signed(&key).unwrap().pem();
+        TestCa {
+            pem,
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A client certificate for DNS name `name`: (certificate PEM, key PEM).
+    pub fn issue(&self, name: &str) -> (String, String) {
+        use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, KeyPair};
+        let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
 }

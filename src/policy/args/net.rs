@@ -17,7 +17,7 @@
 //!   networks never lie inside IPv4 ones, nor IPv4 inside IPv6.
 
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Longest text parsed as a network; the longest real one (`ffff:...:255.255.255.255/128`) is
 /// 49 bytes.
@@ -158,6 +158,24 @@ impl Net {
     }
 }
 
+impl Net {
+    /// Whether the address `ip` lies in this network. An IPv4-mapped IPv6 address
+    /// (`::ffff:a.b.c.d`) is the IPv4 address it maps, as for networks.
+    pub(crate) fn contains_addr(&self, ip: IpAddr) -> bool {
+        let host = match ip.to_canonical() {
+            IpAddr::V4(v4) => Net::V4 {
+                addr: u32::from(v4),
+                len: 32,
+            },
+            IpAddr::V6(v6) => Net::V6 {
+                addr: u128::from(v6),
+                len: 128,
+            },
+        };
+        self.contains(&host)
+    }
+}
+
 /// The prefix after `/`: 1 to 3 ASCII digits, no leading zero, no sign.
 fn parse_prefix(text: &str) -> Result<u8, NetError> {
     let ok = !text.is_empty()
@@ -290,6 +308,28 @@ mod tests {
                 Err(NetError::HostBits { network }) => assert_eq!(network.to_string(), meant),
                 other => panic!("{text}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn addresses_in_networks() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("192.168.1.0/24", "192.168.1.77", true),
+            ("192.168.1.0/24", "192.168.2.1", false),
+            ("192.168.1.0/24", "::ffff:192.168.1.77", true),
+            ("192.168.1.0/24", "::ffff:192.168.2.1", false),
+            ("127.0.0.0/8", "::ffff:127.0.0.1", true),
+            ("::ffff:10.0.0.0/104", "10.9.8.7", true),
+            ("2001:db8::/48", "2001:db8:0:1::5", true),
+            ("2001:db8::/48", "2001:db8:1::5", false),
+            ("::/0", "10.0.0.1", false),
+            ("::/0", "::ffff:10.0.0.1", false),
+            ("0.0.0.0/0", "2001:db8::1", false),
+            ("0.0.0.0/0", "::ffff:203.0.113.1", true),
+        ];
+        for (outer, ip, want) in cases {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(net(outer).contains_addr(ip), *want, "{ip} in {outer}");
         }
     }
 
