@@ -243,12 +243,26 @@ fn explain(
     let who = mcpgw::identity::Identity {
         name: known.name.clone(),
         source,
+        profile: known.policy.clone(),
+    };
+    // The identity's profile, if it names one (validated when the config was loaded).
+    let policy = match &known.policy {
+        Some(name) => match config.profiles.get(name) {
+            Some(p) => p,
+            None => {
+                eprintln!(
+                    "mcpgw: identity {identity:?} names profile {name:?}, which does not exist"
+                );
+                return ExitCode::FAILURE;
+            }
+        },
+        None => &config.policy,
     };
     let subject = Subject::Tool {
         name: tool,
         arguments: arguments.as_object(),
     };
-    let decision = config.policy.decide(&who, &subject);
+    let decision = policy.decide(&who, &subject);
     let (verdict, reason, code) = match &decision {
         Decision::Allow { shadow: None, .. } => ("allow".to_string(), None, ExitCode::SUCCESS),
         Decision::Allow {
@@ -289,7 +303,10 @@ fn explain(
     if let Some(reason) = reason {
         println!("reason:   {reason}");
     }
-    println!("why:      {}", config.policy.explain_rule(tool));
+    if let Some(name) = &known.policy {
+        println!("profile:  {name} (the identity's policy)");
+    }
+    println!("why:      {}", policy.explain_rule(tool));
     code
 }
 

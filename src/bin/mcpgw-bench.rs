@@ -254,6 +254,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         let server_tls = mcpgw::server::tls::server_config(&mcpgw::config::TlsFiles {
             cert: dir.path("floor-cert.pem"),
             key: dir.path("floor-key.pem"),
+            client_ca: None,
         })?;
         let floor = floor::Floor::start(server_tls, mock.addr)?;
         let target = Target {

@@ -337,8 +337,7 @@ async fn read_body(
             }
         }
     }
-    let collected =
-        tokio::time::timeout(timeout, Limited::new(body, max).collect()).await;
+    let collected = tokio::time::timeout(timeout, Limited::new(body, max).collect()).await;
     match collected {
         Ok(Ok(body)) => Ok(body.to_bytes()),
         Ok(Err(e))

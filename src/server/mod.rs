@@ -249,9 +249,7 @@ pub fn reload(path: &Path, shared: &Shared) {
     match outcome {
         Ok((mut runtime, summary)) => {
             // Unchanged limits keep their buckets: a reload is not a way to reset quotas.
-            runtime
-                .policy
-                .carry_state_from(&shared.runtime.load().policy);
+            runtime.carry_state_from(&shared.runtime.load());
             shared.runtime.store(Arc::new(runtime));
             shared
                 .auditor
@@ -276,7 +274,9 @@ async fn housekeeping(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {
                 shared.sessions.sweep();
                 shared.failures.prune();
-                shared.runtime.load().policy.prune();
+                let runtime = shared.runtime.load();
+                runtime.policy.prune();
+                runtime.profiles.values().for_each(Policy::prune);
             }
             _ = stop.wait_for(|s| *s) => return,
         }
