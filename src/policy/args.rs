@@ -897,6 +897,11 @@ fn compile_anchored(pattern: &str) -> Result<Regex, String> {
     if pattern.len() > MAX_PATTERN {
         return Err(format!("regex is longer than {MAX_PATTERN} bytes"));
     }
+    if let Some(what) = unicode_construct(pattern) {
+        return Err(format!(
+            "regex {pattern:?} uses {what}, which would match non-ASCII look-alikes; only ASCII classes are available: write [0-9], [A-Za-z0-9_], [ \\t], (?-u:\\d) or (?-u:\\b), and spell out case variants"
+        ));
+    }
     let build = |p: &str| {
         RegexBuilder::new(p)
             .size_limit(REGEX_SIZE_LIMIT)
@@ -908,6 +913,68 @@ fn compile_anchored(pattern: &str) -> Result<Regex, String> {
     // anchors.
     build(pattern).map_err(|e| regex_error(pattern, &e))?;
     build(&format!(r"\A(?:{pattern})\z")).map_err(|e| regex_error(pattern, &e))
+}
+
+/// The first Unicode-aware construct in `pattern` outside a `(?-u...)` group: the classes
+/// `\d \w \s \b \p` (and their negations) or the `i` flag. Checked here rather than left to
+/// the regex crate's features, which another crate in the build could switch on.
+fn unicode_construct(pattern: &str) -> Option<&'static str> {
+    // One entry per open group: whether Unicode is off inside it.
+    let mut ascii_stack = vec![false];
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        let ascii = ascii_stack.last().copied().unwrap_or(false);
+        match c {
+            '\\' => match chars.next() {
+                Some('d' | 'D') if !ascii => return Some("\\d"),
+                Some('w' | 'W') if !ascii => return Some("\\w"),
+                Some('s' | 'S') if !ascii => return Some("\\s"),
+                Some('b' | 'B') if !ascii => return Some("\\b"),
+                Some('p' | 'P') => return Some("a Unicode property class"),
+                _ => {}
+            },
+            '(' => {
+                let mut group_ascii = ascii;
+                if chars.peek() == Some(&'?') {
+                    chars.next();
+                    let mut flags = String::new();
+                    while let Some(&f) = chars.peek() {
+                        if f == ':' || f == ')' {
+                            break;
+                        }
+                        flags.push(f);
+                        chars.next();
+                    }
+                    let (on, off) = flags.split_once('-').unwrap_or((flags.as_str(), ""));
+                    if off.contains('u') {
+                        group_ascii = true;
+                    } else if on.contains('u') {
+                        group_ascii = false;
+                    }
+                    if on.contains('i') && !group_ascii {
+                        return Some("the case-insensitive flag (?i)");
+                    }
+                    if chars.peek() == Some(&')') {
+                        // `(?flags)` changes the enclosing group from here on.
+                        chars.next();
+                        if let Some(top) = ascii_stack.last_mut() {
+                            *top = group_ascii;
+                        }
+                        continue;
+                    }
+                    chars.next(); // the ':'
+                }
+                ascii_stack.push(group_ascii);
+            }
+            ')' => {
+                if ascii_stack.len() > 1 {
+                    ascii_stack.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 fn regex_error(pattern: &str, e: &regex::Error) -> String {

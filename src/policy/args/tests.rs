@@ -777,7 +777,7 @@ fn config_errors_name_the_entry_and_its_place() {
         ),
         (
             "[[args]]\npath = \"a\"\nregex = '\\d+'\n",
-            "test.toml:3:9: tools.t.args[0]: regex \"\\\\d+\" does not compile: Unicode-aware Perl class not found; only ASCII classes are available",
+            "test.toml:3:9: tools.t.args[0]: regex \"\\\\d+\" uses \\d, which would match non-ASCII look-alikes; only ASCII classes are available",
         ),
         (
             "[[args]]\npath = \"a\"\nregex = '(?i)lan'\n",
@@ -786,6 +786,10 @@ fn config_errors_name_the_entry_and_its_place() {
         (
             "[[args]]\npath = \"a\"\nregex = '\\w'\n",
             "only ASCII classes",
+        ),
+        (
+            "[[args]]\npath = \"a\"\nregex = '[\\p{L}]+'\n",
+            "Unicode property class",
         ),
         (
             "[[args]]\npath = \"a\"\npattern = 'a)|(b'\n",
@@ -945,5 +949,35 @@ required = true
             assert_eq!(v.reason, "descriptions are short plain text");
         }
         other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn unicode_constructs_are_found_wherever_they_hide() {
+    use super::unicode_construct as u;
+    for p in [
+        r"\d",
+        r"a\w",
+        r"[\s]",
+        r"\bx",
+        r"\D",
+        r"(?i)lan",
+        r"(?im)x",
+        r"(?-u:a)\d",
+        r"(?-u)(?u)\d",
+        r"\p{L}",
+    ] {
+        assert!(u(p).is_some(), "{p}");
+    }
+    for p in [
+        r"[0-9]+",
+        r"\\d",
+        r"(?-u:\d)+",
+        r"(?-u)\d\w",
+        r"(?-u:(?i)lan)",
+        r"a\.b",
+        r"(?:lan|opt[0-9])",
+    ] {
+        assert_eq!(u(p), None, "{p}");
     }
 }
