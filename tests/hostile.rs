@@ -527,7 +527,7 @@ fn corpus() -> Vec<Case> {
             &[Status(400)],
         ),
         case(
-            "Content-Length and chunked together",
+            "Content-Length and chunked together: chunked wins (hyper drops Content-Length)",
             |c| {
                 let body = DELETE;
                 vec![raw(
@@ -539,7 +539,7 @@ fn corpus() -> Vec<Case> {
                     ),
                 )]
             },
-            &[Status(400)],
+            &[Denied],
         ),
         case(
             "chunked, split inside the \\u005f escape",
@@ -881,8 +881,56 @@ fn corpus() -> Vec<Case> {
         ),
         case(
             "unsupported protocol version header",
+            |c| {
+                post(c, DELETE)
+                    .into_iter()
+                    .map(|r| {
+                        String::from_utf8_lossy(&r)
+                            .replace("2025-06-18", "1999-01-01")
+                            .into_bytes()
+                    })
+                    .collect()
+            },
+            &[Rpc(400, -32600)],
+        ),
+        case(
+            "two protocol version headers, the first supported",
             |c| post_with(c, "Mcp-Protocol-Version: 1999-01-01\r\n", DELETE),
             &[Rpc(400, -32600)],
+        ),
+        case(
+            "two session headers, the first mine",
+            |c| {
+                post_with(c, "Mcp-Session-Id: {OTHER_SID}\r\n", LIST)
+                    .into_iter()
+                    .map(|r| raw(c, &String::from_utf8_lossy(&r)))
+                    .collect()
+            },
+            &[Rpc(400, -32600)],
+        ),
+        case(
+            "Content-Length and chunked together, pipelined: the connection closes after the first",
+            |c| {
+                let body = LIMITED_CALL;
+                vec![raw(
+                    c,
+                    &format!(
+                        "POST /mcp HTTP/1.1\r\n{}Content-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n{}",
+                        std_headers(c),
+                        body.len(),
+                        String::from_utf8_lossy(&req(
+                            c,
+                            "POST /mcp HTTP/1.1",
+                            "",
+                            DELETE.as_bytes(),
+                            true
+                        )),
+                    ),
+                )]
+            },
+            // RFC 9112 6.1: processed by Transfer-Encoding alone, then the connection is closed,
+            // so the request after it is never read.
+            &[Limited],
         ),
         case(
             "foreign Origin",
