@@ -38,6 +38,9 @@ pub struct Options {
     pub plaintext: bool,
     /// Files written next to the config before the gateway starts: (name, content).
     pub files: Vec<(String, String)>,
+    /// `[syslog] socket` when not the harness's own drained `log.sock` (a path the test binds
+    /// itself, later or never).
+    pub syslog_socket: Option<String>,
 }
 
 impl Default for Options {
@@ -50,6 +53,7 @@ impl Default for Options {
             more_identities: Vec::new(),
             plaintext: false,
             files: Vec::new(),
+            syslog_socket: None,
         }
     }
 }
@@ -143,8 +147,11 @@ impl Gateway {
             "cert = \"cert.pem\"\nkey = \"key.pem\"\n".to_string()
         };
         let config = format!(
-            "[listen]\naddress = \"127.0.0.1:0\"\n{tls}{}\n[upstream]\n{upstream}\n[syslog]\nsocket = \"log.sock\"\n{}\n{identities}\n{}",
-            opts.listen_extra, opts.syslog_extra, opts.policy
+            "[listen]\naddress = \"127.0.0.1:0\"\n{tls}{}\n[upstream]\n{upstream}\n[syslog]\nsocket = {:?}\n{}\n{identities}\n{}",
+            opts.listen_extra,
+            opts.syslog_socket.as_deref().unwrap_or("log.sock"),
+            opts.syslog_extra,
+            opts.policy
         );
         std::fs::write(dir.path().join("mcpgw.toml"), &config).unwrap();
         let mut child = Command::new(GATEWAY)
