@@ -190,16 +190,16 @@ fn source_inside(text: &str) -> bool {
     match addr.parse::<IpAddr>() {
         Ok(IpAddr::V4(v4)) => {
             let len = len.unwrap_or(32);
-            len <= 32 && len >= 8 && v4.octets()[0] == 10
+            (8..=32).contains(&len) && v4.octets()[0] == 10
         }
         // IPv4-mapped (`::ffff:a.b.c.d/96+n`) is the IPv4 network by design (policy::args::net).
         Ok(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_some() && len.unwrap_or(128) >= 96 => {
             let len = len.unwrap_or(128) - 96;
-            len <= 32 && len >= 8 && v6.to_ipv4_mapped().is_some_and(|v4| v4.octets()[0] == 10)
+            (8..=32).contains(&len) && v6.to_ipv4_mapped().is_some_and(|v4| v4.octets()[0] == 10)
         }
         Ok(IpAddr::V6(v6)) => {
             let len = len.unwrap_or(128);
-            len <= 128 && len >= 32 && v6.segments()[..2] == [0x2001, 0x0db8]
+            (32..=128).contains(&len) && v6.segments()[..2] == [0x2001, 0x0db8]
         }
         Err(_) => false,
     }
@@ -341,10 +341,10 @@ proptest! {
         let text = v.to_string();
         if let Ok(m) = message::parse(text.as_bytes()) {
             prop_assert_eq!(round_trips(&m), Ok(()));
-            if let Some(method) = m.method() {
-                if let Ok(subject) = subject_of(method, m.params()) {
-                    let _ = config().policy.decide(&Identity::named("agent"), &subject);
-                }
+            if let Some(method) = m.method()
+                && let Ok(subject) = subject_of(method, m.params())
+            {
+                let _ = config().policy.decide(&Identity::named("agent"), &subject);
             }
         }
     }
