@@ -966,10 +966,8 @@ fn unicode_construct(pattern: &str) -> Option<&'static str> {
                 }
                 ascii_stack.push(group_ascii);
             }
-            ')' => {
-                if ascii_stack.len() > 1 {
-                    ascii_stack.pop();
-                }
+            ')' if ascii_stack.len() > 1 => {
+                ascii_stack.pop();
             }
             _ => {}
         }

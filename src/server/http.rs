@@ -139,6 +139,7 @@ async fn serve(
     }
     let (parts, body) = req.into_parts();
     let headers = parts.headers;
+    check_single_headers(&headers)?;
     check_accept(&headers)?;
     check_content_type(&headers)?;
     if let Some(v) = headers.get(VERSION_HEADER) {
@@ -234,6 +235,22 @@ fn delete(shared: &Shared, headers: &HeaderMap, identity: &str) -> Answer {
             Err(plain(StatusCode::NOT_FOUND, "session not found"))
         }
     }
+}
+
+/// MCP's own headers carry one value each. Two copies are ambiguous (this gateway would read
+/// the first, an intermediary in front of it may read the last), so they are refused.
+fn check_single_headers(headers: &HeaderMap) -> Result<(), Response<Body>> {
+    for name in ["mcp-method", "mcp-name", VERSION_HEADER, SESSION_HEADER] {
+        if headers.get_all(name).iter().nth(1).is_some() {
+            return Err(rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                -32600,
+                &format!("the {name} header appears more than once"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The client must accept both JSON and SSE answers (`*/*` counts for both).

@@ -42,6 +42,9 @@ pub struct Options {
     pub identity_lines: Vec<(String, String)>,
     /// Text written after the identities (e.g. `[[identity]]` blocks without a token).
     pub identities_extra: String,
+    /// `[syslog] socket` when not the harness's own drained `log.sock` (a path the test binds
+    /// itself, later or never).
+    pub syslog_socket: Option<String>,
 }
 
 impl Default for Options {
@@ -56,6 +59,7 @@ impl Default for Options {
             files: Vec::new(),
             identity_lines: Vec::new(),
             identities_extra: String::new(),
+            syslog_socket: None,
         }
     }
 }
@@ -159,8 +163,11 @@ impl Gateway {
             "cert = \"cert.pem\"\nkey = \"key.pem\"\n".to_string()
         };
         let config = format!(
-            "[listen]\naddress = \"127.0.0.1:0\"\n{tls}{}\n[upstream]\n{upstream}\n[syslog]\nsocket = \"log.sock\"\n{}\n{identities}\n{}",
-            opts.listen_extra, opts.syslog_extra, opts.policy
+            "[listen]\naddress = \"127.0.0.1:0\"\n{tls}{}\n[upstream]\n{upstream}\n[syslog]\nsocket = {:?}\n{}\n{identities}\n{}",
+            opts.listen_extra,
+            opts.syslog_socket.as_deref().unwrap_or("log.sock"),
+            opts.syslog_extra,
+            opts.policy
         );
         std::fs::write(dir.path().join("mcpgw.toml"), &config).unwrap();
         let mut child = Command::new(GATEWAY)
