@@ -2,7 +2,6 @@
 
 use std::hint::black_box;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
 use mcpgw::identity::Identity;
@@ -41,9 +40,7 @@ pub fn run(n: u64) -> Result<MicroResult, String> {
     );
     let config = mcpgw::config::parse(Path::new("bench.toml"), &text).map_err(|e| e.to_string())?;
     let policy = config.policy;
-    let identity = Identity {
-        name: Arc::from("agent"),
-    };
+    let identity = Identity::named("agent");
     let names = tool_names(POLICY_RULES - 1);
     let of = |k: Kind| -> Vec<&str> {
         names
