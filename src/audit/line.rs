@@ -629,6 +629,68 @@ mod tests {
     }
 
     #[test]
+    fn fast_paths_match_the_general_path() {
+        let mut values: Vec<String> = [
+            "",
+            "-",
+            "--",
+            "a",
+            "tools/call",
+            "a b",
+            "a=b",
+            "a\"b",
+            "a\\b",
+            " ",
+            "\"",
+            "x-",
+            "192.0.2.7",
+            "2001:db8::1",
+            "destructive tools are denied",
+            "é",
+            "a\tb",
+            "~!@#$%^&*()",
+        ]
+        .iter()
+        .map(|s| (*s).to_string())
+        .collect();
+        for n in [250, 253, 254, 255, 256, 257, 300] {
+            values.push("A".repeat(n));
+            values.push(format!("{} x", "B".repeat(n.saturating_sub(2))));
+            values.push(format!("\"{}", "C".repeat(n.saturating_sub(1))));
+        }
+        for value in &values {
+            for max in [
+                3, 4, 5, 6, 7, 8, 10, 20, 250, 255, 256, 257, 258, 259, 260, 261, 262, 300, 4000,
+            ] {
+                let mut fast = String::new();
+                push_value(&mut fast, value, max);
+                let mut general = String::new();
+                push_value_escaped(&mut general, value, max);
+                assert_eq!(fast, general, "value {value:?}, max {max}");
+            }
+        }
+    }
+
+    #[test]
+    fn framer_caches_per_second_and_matches_rfc3339() {
+        let mut framer = Framer::new("h", 7);
+        let mut out = String::new();
+        for (secs, micros) in [
+            (1_700_000_000, 5),
+            (1_700_000_000, 999_999),
+            (1_700_000_001, 0),
+        ] {
+            let t = UNIX_EPOCH + Duration::new(secs, micros * 1000);
+            framer.frame_into(&mut out, Severity::Warning, t, "m");
+            assert_eq!(out, format!("<28>1 {} h mcpgw 7 - - m", rfc3339(t)));
+        }
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::new(1_700_000_001, 42_000)),
+            "2023-11-14T22:13:21.000042Z"
+        );
+    }
+
+    #[test]
     fn event_text_is_one_line() {
         assert_eq!(
             format_event("upstream died\nexit 1"),
