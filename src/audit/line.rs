@@ -34,26 +34,43 @@ const LINE_CUT: &str = " …";
 /// Keys, always in this order: `decision identity src method tool rule reason upstream
 /// latency_us`, then `arg.NAME` for each logged argument. A missing value is `-`.
 pub fn format_decision(rec: &DecisionRecord) -> String {
-    let mut line = Line::new();
+    let mut out = String::new();
+    format_decision_into(rec, &mut out);
+    out
+}
+
+/// [`format_decision`] into `out` (replacing what it held), so one buffer serves every line.
+pub fn format_decision_into(rec: &DecisionRecord, out: &mut String) {
+    out.clear();
+    out.reserve(256);
+    let mut line = Line {
+        text: std::mem::take(out),
+        full: false,
+    };
     line.pair("decision", Some(rec.verdict.as_str()));
     if rec.shadow {
         line.pair("shadow", Some("true"));
     }
     line.pair("identity", rec.identity.as_deref());
-    let src = rec.source.map(|ip| ip.to_string());
-    line.pair("src", src.as_deref());
+    // Addresses and numbers are formatted into a stack buffer, not a fresh String.
+    let mut src_buf = StackText::new();
+    let src = rec.source.map(|ip| src_buf.format(format_args!("{ip}")));
+    line.pair("src", src);
     line.pair("method", Some(rec.method.as_str()));
     line.pair("tool", rec.tool.as_deref());
     line.pair("rule", rec.rule.as_deref());
     line.pair("reason", rec.reason.as_deref());
     line.pair("upstream", rec.upstream.as_deref());
-    let latency = rec.latency_us.map(|us| us.to_string());
-    line.pair("latency_us", latency.as_deref());
+    let mut latency_buf = StackText::new();
+    let latency = rec
+        .latency_us
+        .map(|us| latency_buf.format(format_args!("{us}")));
+    line.pair("latency_us", latency);
     for (name, value) in &rec.arguments {
         let key = format!("arg.{}", sanitize_key(name));
         line.pair(&key, Some(value.as_str()));
     }
-    line.finish()
+    *out = line.finish();
 }
 
 /// Free text (an event) made safe for one syslog line: escaped like a value, never quoted,
@@ -77,6 +94,42 @@ pub fn format_event(message: &str) -> String {
     out
 }
 
+/// A small text buffer on the stack for short formatted values (IP addresses, numbers).
+/// Longer output than fits is cut, which cannot happen for what it is used for (an IPv6
+/// address with a zone is at most 47 bytes, a `u64` 20).
+struct StackText {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl StackText {
+    fn new() -> StackText {
+        StackText {
+            buf: [0; 64],
+            len: 0,
+        }
+    }
+
+    fn format(&mut self, args: std::fmt::Arguments<'_>) -> &str {
+        self.len = 0;
+        let _ = self.write_fmt(args);
+        // Only whole `&str`s are copied in, so the bytes are valid UTF-8.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("-")
+    }
+}
+
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        if end > self.buf.len() {
+            return Err(std::fmt::Error);
+        }
+        self.buf[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
 /// A `key=value` line under construction, enforcing the line budget.
 struct Line {
     text: String,
@@ -85,13 +138,6 @@ struct Line {
 }
 
 impl Line {
-    fn new() -> Line {
-        Line {
-            text: String::with_capacity(256),
-            full: false,
-        }
-    }
-
     fn pair(&mut self, key: &str, value: Option<&str>) {
         if self.full {
             return;
@@ -122,8 +168,54 @@ impl Line {
     }
 }
 
+/// Whether a byte is written as itself, bare: printable ASCII other than space, `=`, `"`
+/// and `\`.
+fn is_plain_byte(b: u8) -> bool {
+    b.is_ascii_graphic() && !matches!(b, b'=' | b'"' | b'\\')
+}
+
 /// Appends `value`, quoted and escaped as needed, using at most `max_bytes` bytes.
 fn push_value(out: &mut String, value: &str, max_bytes: usize) {
+    // Fast path, the common case (names, rules, addresses, numbers): printable ASCII that
+    // needs neither quotes nor escapes and fits both budgets is copied as it is. One byte is
+    // one character here, so the byte length is the character count. This is exactly what
+    // the general path below produces for such a value.
+    // The length checks are stricter than the general path's (which keeps room for a `…`
+    // until the last character), so the fast paths only take values it would not cut.
+    let bytes = value.as_bytes();
+    if bytes.len() <= VALUE_MAX_CHARS && bytes.len() + 2 + ELLIPSIS.len_utf8() <= max_bytes {
+        if !bytes.is_empty() && value != "-" && bytes.iter().all(|&b| is_plain_byte(b)) {
+            out.push_str(value);
+            return;
+        }
+        // Printable ASCII with spaces, `=`, `"` or `\` (or empty, or `-`): quoted, with `"`
+        // and `\` escaped by a backslash; nothing else needs escaping.
+        if bytes.iter().all(|&b| matches!(b, b' '..=b'~')) {
+            let escapes = bytes.iter().filter(|&&b| b == b'"' || b == b'\\').count();
+            let escaped = bytes.len() + escapes;
+            if escaped < VALUE_MAX_CHARS && escaped + 4 + ELLIPSIS.len_utf8() <= max_bytes {
+                out.reserve(escaped + 2);
+                out.push('"');
+                if escapes == 0 {
+                    out.push_str(value);
+                } else {
+                    for c in value.chars() {
+                        if c == '"' || c == '\\' {
+                            out.push('\\');
+                        }
+                        out.push(c);
+                    }
+                }
+                out.push('"');
+                return;
+            }
+        }
+    }
+    push_value_escaped(out, value, max_bytes);
+}
+
+/// The general case of [`push_value`]: quotes, escapes, cuts.
+fn push_value_escaped(out: &mut String, value: &str, max_bytes: usize) {
     let quoted = needs_quotes(value);
     let quotes = if quoted { 2 } else { 0 };
     let byte_budget = max_bytes.saturating_sub(quotes);
@@ -248,31 +340,108 @@ pub fn header_field(value: &str, max: usize) -> String {
 /// The whole RFC 5424 line: `<PRI>1 TIMESTAMP HOST mcpgw PID - - MSG`.
 ///
 /// `host` must already be a valid header field (see [`header_field`]).
+#[cfg(test)]
 pub fn frame(severity: Severity, time: SystemTime, host: &str, pid: u32, msg: &str) -> String {
-    format!(
-        "<{}>1 {} {} mcpgw {} - - {}",
-        priority(severity),
-        rfc3339(time),
-        host,
-        pid,
-        msg
-    )
+    let mut out = String::new();
+    Framer::new(host, pid).frame_into(&mut out, severity, time, msg);
+    out
+}
+
+/// Frames lines for one host and process without allocating: the header text after the
+/// timestamp is built once, and the timestamp's date and time (to the second) once per second.
+pub struct Framer {
+    /// ` HOST mcpgw PID - - `
+    tail: String,
+    /// The second `stamp` is for (`u64::MAX`: none yet).
+    second: u64,
+    /// `YYYY-MM-DDTHH:MM:SS.` for `second`.
+    stamp: String,
+}
+
+impl Framer {
+    /// `host` must already be a valid header field (see [`header_field`]).
+    pub fn new(host: &str, pid: u32) -> Framer {
+        Framer {
+            tail: format!(" {host} mcpgw {pid} - - "),
+            second: u64::MAX,
+            stamp: String::with_capacity(24),
+        }
+    }
+
+    /// Replaces `out` with the framed line.
+    pub fn frame_into(
+        &mut self,
+        out: &mut String,
+        severity: Severity,
+        time: SystemTime,
+        msg: &str,
+    ) {
+        let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = since.as_secs();
+        if secs != self.second {
+            self.second = secs;
+            self.stamp.clear();
+            push_date_time(&mut self.stamp, secs);
+        }
+        out.clear();
+        out.reserve(self.stamp.len() + self.tail.len() + msg.len() + 16);
+        out.push('<');
+        push_decimal(out, u64::from(priority(severity)), 1);
+        out.push_str(">1 ");
+        out.push_str(&self.stamp);
+        push_decimal(out, u64::from(since.subsec_micros()), 6);
+        out.push('Z');
+        out.push_str(&self.tail);
+        out.push_str(msg);
+    }
 }
 
 /// `time` as an RFC 3339 UTC timestamp with microseconds, e.g. `2025-03-01T12:34:56.123456Z`.
+#[cfg(test)]
 pub fn rfc3339(time: SystemTime) -> String {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
+    let mut out = String::with_capacity(27);
+    push_date_time(&mut out, since.as_secs());
+    push_decimal(&mut out, u64::from(since.subsec_micros()), 6);
+    out.push('Z');
+    out
+}
+
+/// Appends `YYYY-MM-DDTHH:MM:SS.` for `secs` since the epoch.
+fn push_date_time(out: &mut String, secs: u64) {
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        since.subsec_micros()
-    )
+    push_decimal(out, u64::try_from(y).unwrap_or(0), 4);
+    out.push('-');
+    push_decimal(out, u64::from(m), 2);
+    out.push('-');
+    push_decimal(out, u64::from(d), 2);
+    out.push('T');
+    push_decimal(out, rem / 3600, 2);
+    out.push(':');
+    push_decimal(out, rem / 60 % 60, 2);
+    out.push(':');
+    push_decimal(out, rem % 60, 2);
+    out.push('.');
+}
+
+/// Appends `n` in decimal, zero-padded to at least `width` digits.
+fn push_decimal(out: &mut String, mut n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let start = i.min(digits.len().saturating_sub(width));
+    for &b in &digits[start..] {
+        out.push(char::from(b));
+    }
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day) (H. Hinnant's algorithm).
@@ -457,6 +626,68 @@ mod tests {
         for pair in line.trim_end_matches(LINE_CUT).split(' ') {
             assert!(pair.contains('='), "{pair}");
         }
+    }
+
+    #[test]
+    fn fast_paths_match_the_general_path() {
+        let mut values: Vec<String> = [
+            "",
+            "-",
+            "--",
+            "a",
+            "tools/call",
+            "a b",
+            "a=b",
+            "a\"b",
+            "a\\b",
+            " ",
+            "\"",
+            "x-",
+            "192.0.2.7",
+            "2001:db8::1",
+            "destructive tools are denied",
+            "é",
+            "a\tb",
+            "~!@#$%^&*()",
+        ]
+        .iter()
+        .map(|s| (*s).to_string())
+        .collect();
+        for n in [250, 253, 254, 255, 256, 257, 300] {
+            values.push("A".repeat(n));
+            values.push(format!("{} x", "B".repeat(n.saturating_sub(2))));
+            values.push(format!("\"{}", "C".repeat(n.saturating_sub(1))));
+        }
+        for value in &values {
+            for max in [
+                3, 4, 5, 6, 7, 8, 10, 20, 250, 255, 256, 257, 258, 259, 260, 261, 262, 300, 4000,
+            ] {
+                let mut fast = String::new();
+                push_value(&mut fast, value, max);
+                let mut general = String::new();
+                push_value_escaped(&mut general, value, max);
+                assert_eq!(fast, general, "value {value:?}, max {max}");
+            }
+        }
+    }
+
+    #[test]
+    fn framer_caches_per_second_and_matches_rfc3339() {
+        let mut framer = Framer::new("h", 7);
+        let mut out = String::new();
+        for (secs, micros) in [
+            (1_700_000_000, 5),
+            (1_700_000_000, 999_999),
+            (1_700_000_001, 0),
+        ] {
+            let t = UNIX_EPOCH + Duration::new(secs, micros * 1000);
+            framer.frame_into(&mut out, Severity::Warning, t, "m");
+            assert_eq!(out, format!("<28>1 {} h mcpgw 7 - - m", rfc3339(t)));
+        }
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::new(1_700_000_001, 42_000)),
+            "2023-11-14T22:13:21.000042Z"
+        );
     }
 
     #[test]

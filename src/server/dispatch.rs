@@ -328,12 +328,13 @@ async fn forward(
 ) -> Result<Outcome, UpstreamError> {
     let has_cursor = params.and_then(|p| p.get("cursor")).is_some();
     let Some(kind) = list_kind(method).filter(|_| !has_cursor) else {
-        return shared.upstream.call(method, params.cloned()).await;
+        // The very params the policy decided on, serialized straight into the request.
+        return shared.upstream.call_ref(method, params).await;
     };
     let mut params = params.cloned().unwrap_or_else(|| json!({}));
     let mut merged: Option<Value> = None;
     for _ in 0..MAX_LIST_PAGES {
-        let page = match shared.upstream.call(method, Some(params.clone())).await? {
+        let page = match shared.upstream.call_ref(method, Some(&params)).await? {
             Outcome::Result(page) => page,
             error @ Outcome::Error(_) => return Ok(error),
         };

@@ -1,5 +1,6 @@
-//! The Streamable HTTP upstream: one MCP session over plain HTTP (hyper-util legacy client),
-//! JSON or SSE responses, re-initialization when the upstream forgets the session.
+//! The Streamable HTTP upstream: one MCP session over plain HTTP (a small pool of hyper
+//! HTTP/1.1 connections), JSON or SSE responses, re-initialization when the upstream forgets
+//! the session.
 //!
 //! Each request is one POST; the response is either one JSON body or an SSE stream whose
 //! `data:` event carrying our id is the answer (other events are reported and skipped; server
@@ -12,11 +13,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming as IncomingBody;
-use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
+use hyper::client::conn::http1;
+use hyper::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -39,9 +39,143 @@ struct Session {
     epoch: u64,
 }
 
+/// Most idle upstream connections kept for reuse.
+const MAX_IDLE: usize = 32;
+/// Idle connections older than this are closed rather than reused (servers time them out).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One HTTP/1.1 connection to the upstream, ready for its next request.
+type Conn = http1::SendRequest<Full<Bytes>>;
+
+/// A response together with the connection it came on; the connection goes back to the pool
+/// only once the whole body has been read.
+struct Answer {
+    response: Response<IncomingBody>,
+    conn: Conn,
+}
+
+/// Why a request could not be sent.
+enum SendError {
+    Connect(String),
+    Failed,
+}
+
+/// Keep-alive HTTP/1.1 connections to the one upstream address (TCP_NODELAY), handed out
+/// most recently used first. A connection is reused only after its previous response body was
+/// read to the end; one that was not (an abandoned SSE stream, an error) is simply dropped,
+/// which closes it.
+struct Pool {
+    /// `host:port` to connect to.
+    addr: String,
+    /// The `Host` header.
+    host: HeaderValue,
+    /// The request target in origin form (`/mcp`).
+    target: Uri,
+    connect_timeout: Duration,
+    idle: Mutex<Vec<(Conn, std::time::Instant)>>,
+}
+
+impl Pool {
+    fn new(uri: Uri, connect_timeout: Duration) -> Result<Pool, UpstreamError> {
+        let bad =
+            |why: &str| UpstreamError::Unavailable(format!("invalid upstream URL {uri}: {why}"));
+        let host = uri.host().ok_or_else(|| bad("no host"))?;
+        let port = uri.port_u16().unwrap_or(80);
+        let host_header = match uri.port_u16() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        };
+        let host_header = HeaderValue::from_str(&host_header).map_err(|_| bad("bad host"))?;
+        let target: Uri = uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse()
+            .map_err(|_| bad("bad path"))?;
+        Ok(Pool {
+            addr: format!("{host}:{port}"),
+            host: host_header,
+            target,
+            connect_timeout,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn idle(&self) -> MutexGuard<'_, Vec<(Conn, std::time::Instant)>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Returns a connection whose last response was read completely.
+    fn put(&self, conn: Conn) {
+        if conn.is_closed() {
+            return;
+        }
+        let mut idle = self.idle();
+        if idle.len() < MAX_IDLE {
+            idle.push((conn, std::time::Instant::now()));
+        }
+    }
+
+    /// The most recently used idle connection that is still open and fresh.
+    fn take(&self) -> Option<Conn> {
+        let mut idle = self.idle();
+        while let Some((conn, since)) = idle.pop() {
+            if !conn.is_closed() && since.elapsed() < IDLE_TIMEOUT {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    async fn connect(&self) -> Result<Conn, SendError> {
+        let stream = tokio::time::timeout(
+            self.connect_timeout,
+            tokio::net::TcpStream::connect(self.addr.as_str()),
+        )
+        .await
+        .map_err(|_| SendError::Connect("connection timed out".into()))?
+        .map_err(|e| SendError::Connect(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        let (conn, driver) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| SendError::Connect(e.to_string()))?;
+        tokio::spawn(async move {
+            let _ = driver.await;
+        });
+        Ok(conn)
+    }
+
+    /// Sends `req` on an idle connection, or a new one. A request that a pooled connection
+    /// refused before writing a byte of it (the server had closed it) is sent again on
+    /// another: it never reached the upstream, so this is no duplicate.
+    async fn send(&self, mut req: Request<Full<Bytes>>) -> Result<Answer, SendError> {
+        *req.uri_mut() = self.target.clone();
+        req.headers_mut().insert(HOST, self.host.clone());
+        loop {
+            let (mut conn, pooled) = match self.take() {
+                Some(conn) => (conn, true),
+                None => (self.connect().await?, false),
+            };
+            if conn.ready().await.is_err() {
+                if pooled {
+                    continue;
+                }
+                return Err(SendError::Failed);
+            }
+            match conn.try_send_request(req).await {
+                Ok(response) => return Ok(Answer { response, conn }),
+                Err(mut e) => match e.take_message() {
+                    Some(again) if pooled => req = again,
+                    _ => return Err(SendError::Failed),
+                },
+            }
+        }
+    }
+}
+
 struct Shared {
     common: Arc<Common>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    pool: Pool,
     uri: Uri,
     session: Mutex<Session>,
     reinit: tokio::sync::Mutex<()>,
@@ -71,13 +205,10 @@ impl HttpUpstream {
                 "not an http:// URL: {url:?}"
             )));
         }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(common.call_timeout));
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let pool = Pool::new(uri.clone(), common.call_timeout)?;
         let shared = Arc::new(Shared {
             common,
-            client,
+            pool,
             uri,
             session: Mutex::new(Session::default()),
             reinit: tokio::sync::Mutex::new(()),
@@ -96,7 +227,7 @@ impl HttpUpstream {
     pub(crate) async fn call(
         &self,
         method: &str,
-        params: Option<Value>,
+        params: Option<&Value>,
     ) -> Result<Outcome, UpstreamError> {
         let shared = &self.shared;
         if shared.stopped.load(Ordering::Acquire) {
@@ -106,7 +237,7 @@ impl HttpUpstream {
         }
         let deadline = Instant::now() + shared.common.call_timeout;
         let id = shared.common.next_id();
-        let body = encode(Some(id), method, params);
+        let body = Bytes::from(encode(Some(id), method, params));
         let mut guard = CancelGuard {
             shared: shared.clone(),
             id,
@@ -126,14 +257,15 @@ impl HttpUpstream {
         }
     }
 
-    pub(crate) async fn notify(&self, method: &str, params: Option<Value>) {
+    pub(crate) async fn notify(&self, method: &str, params: Option<&Value>) {
         if self.shared.stopped.load(Ordering::Acquire) {
             return;
         }
         let timeout = self.shared.common.call_timeout;
         let _ = tokio::time::timeout(
             timeout,
-            self.shared.send_message(encode(None, method, params)),
+            self.shared
+                .send_message(Bytes::from(encode(None, method, params))),
         )
         .await;
     }
@@ -149,12 +281,16 @@ impl HttpUpstream {
         };
         let mut req = Request::new(Full::new(Bytes::new()));
         *req.method_mut() = Method::DELETE;
-        *req.uri_mut() = self.shared.uri.clone();
         req.headers_mut().insert(SESSION_HEADER, value);
         if let Some(v) = session.version.and_then(|v| HeaderValue::from_str(&v).ok()) {
             req.headers_mut().insert(VERSION_HEADER, v);
         }
-        let _ = tokio::time::timeout(DELETE_TIMEOUT, self.shared.client.request(req)).await;
+        let _ = tokio::time::timeout(DELETE_TIMEOUT, async {
+            if let Ok(answer) = self.shared.pool.send(req).await {
+                self.shared.drain(answer).await;
+            }
+        })
+        .await;
     }
 }
 
@@ -175,7 +311,7 @@ impl Drop for CancelGuard {
             return;
         };
         let shared = self.shared.clone();
-        let message = cancelled(self.id, self.reason);
+        let message = Bytes::from(cancelled(self.id, self.reason));
         runtime.spawn(async move {
             let timeout = shared.common.call_timeout;
             let _ = tokio::time::timeout(timeout, shared.send_message(message)).await;
@@ -191,14 +327,15 @@ impl Shared {
     /// Opens a fresh session: `initialize`, then `notifications/initialized`.
     async fn initialize(self: &Arc<Self>) -> Result<(), UpstreamError> {
         let id = self.common.next_id();
-        let body = encode(Some(id), "initialize", Some(initialize_params()));
-        let response = self.post(body, &Session::default()).await?;
-        let session_id = response
+        let body = encode(Some(id), "initialize", Some(&initialize_params()));
+        let answer = self.post(Bytes::from(body), &Session::default()).await?;
+        let session_id = answer
+            .response
             .headers()
             .get(SESSION_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let result = match self.read_response(response, id).await? {
+        let result = match self.read_response(answer, id).await? {
             Outcome::Result(v) if v.is_object() => v,
             Outcome::Result(v) => {
                 let shown = excerpt(&v.to_string());
@@ -225,11 +362,14 @@ impl Shared {
             s.epoch = s.epoch.wrapping_add(1);
             s.clone()
         };
-        let response = self
-            .post(encode(None, "notifications/initialized", None), &session)
+        let answer = self
+            .post(
+                Bytes::from(encode(None, "notifications/initialized", None)),
+                &session,
+            )
             .await?;
-        let status = response.status();
-        drain(response).await;
+        let status = answer.response.status();
+        self.drain(answer).await;
         if !status.is_success() {
             return Err(UpstreamError::Protocol(format!(
                 "notifications/initialized was answered with HTTP {status}"
@@ -248,35 +388,31 @@ impl Shared {
     }
 
     /// POSTs one request and reads its answer; re-initializes once when the session is gone.
-    async fn exchange(self: &Arc<Self>, id: u64, body: String) -> Result<Outcome, UpstreamError> {
+    /// `body` is a `Bytes`, so keeping it for that rare retry is a reference count, not a copy.
+    async fn exchange(self: &Arc<Self>, id: u64, body: Bytes) -> Result<Outcome, UpstreamError> {
         let session = self.session().clone();
-        let response = self.post(body.clone(), &session).await?;
-        if response.status() == StatusCode::NOT_FOUND && session.id.is_some() {
-            drain(response).await;
+        let answer = self.post(body.clone(), &session).await?;
+        if answer.response.status() == StatusCode::NOT_FOUND && session.id.is_some() {
+            self.drain(answer).await;
             self.reinitialize(session.epoch).await?;
             let session = self.session().clone();
-            let response = self.post(body, &session).await?;
-            return self.read_response(response, id).await;
+            let answer = self.post(body, &session).await?;
+            return self.read_response(answer, id).await;
         }
-        self.read_response(response, id).await
+        self.read_response(answer, id).await
     }
 
     /// POSTs a notification or a response (no answer expected beyond the HTTP status).
-    async fn send_message(&self, body: String) {
+    async fn send_message(&self, body: Bytes) {
         let session = self.session().clone();
-        if let Ok(response) = self.post(body, &session).await {
-            drain(response).await;
+        if let Ok(answer) = self.post(body, &session).await {
+            self.drain(answer).await;
         }
     }
 
-    async fn post(
-        &self,
-        body: String,
-        session: &Session,
-    ) -> Result<Response<IncomingBody>, UpstreamError> {
-        let mut req = Request::new(Full::new(Bytes::from(body)));
+    async fn post(&self, body: Bytes, session: &Session) -> Result<Answer, UpstreamError> {
+        let mut req = Request::new(Full::new(body));
         *req.method_mut() = Method::POST;
-        *req.uri_mut() = self.uri.clone();
         let headers = req.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(ACCEPT, HeaderValue::from_static(ACCEPT_BOTH));
@@ -294,30 +430,43 @@ impl Shared {
         {
             headers.insert(SESSION_HEADER, v);
         }
-        self.client.request(req).await.map_err(|e| {
-            if e.is_connect() {
+        self.pool.send(req).await.map_err(|e| match e {
+            SendError::Connect(e) => {
                 UpstreamError::Unavailable(format!("cannot connect to {}: {e}", self.uri))
-            } else {
-                UpstreamError::Died
             }
+            SendError::Failed => UpstreamError::Died,
         })
+    }
+
+    /// Reads and discards the rest of a response body; the connection is reused if that
+    /// worked.
+    async fn drain(&self, answer: Answer) {
+        let Answer { response, conn } = answer;
+        if Limited::new(response.into_body(), MAX_MESSAGE_BYTES)
+            .collect()
+            .await
+            .is_ok()
+        {
+            self.pool.put(conn);
+        }
     }
 
     /// Reads the answer to request `id` from a JSON body or an SSE stream.
     async fn read_response(
         self: &Arc<Self>,
-        response: Response<IncomingBody>,
+        answer: Answer,
         id: u64,
     ) -> Result<Outcome, UpstreamError> {
-        let status = response.status();
+        let status = answer.response.status();
         if !status.is_success() || status == StatusCode::ACCEPTED {
-            drain(response).await;
+            self.drain(answer).await;
             return Err(if status.is_server_error() {
                 UpstreamError::Unavailable(format!("HTTP {status}"))
             } else {
                 UpstreamError::Protocol(format!("HTTP {status} in answer to a request"))
             });
         }
+        let Answer { response, conn } = answer;
         let content_type = response
             .headers()
             .get(CONTENT_TYPE)
@@ -325,7 +474,10 @@ impl Shared {
             .unwrap_or("")
             .to_ascii_lowercase();
         if content_type.starts_with("text/event-stream") {
-            return self.read_sse(response.into_body(), id).await;
+            // The connection stays open while the stream is read, and is not reused after.
+            let outcome = self.read_sse(response.into_body(), id).await;
+            drop(conn);
+            return outcome;
         }
         let body = Limited::new(response.into_body(), MAX_MESSAGE_BYTES)
             .collect()
@@ -340,6 +492,7 @@ impl Shared {
                 }
             })?
             .to_bytes();
+        self.pool.put(conn);
         let msg: Value = serde_json::from_slice(&body).map_err(|e| {
             UpstreamError::Protocol(format!(
                 "response is not JSON ({e}): {}",
@@ -423,7 +576,7 @@ impl Shared {
                 )));
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                     let shared = self.clone();
-                    let answer = refuse(&request);
+                    let answer = Bytes::from(refuse(&request));
                     runtime.spawn(async move {
                         let timeout = shared.common.call_timeout;
                         let _ = tokio::time::timeout(timeout, shared.send_message(answer)).await;
@@ -435,13 +588,6 @@ impl Shared {
         }
         None
     }
-}
-
-/// Reads and discards the rest of a response body (so the connection can be reused).
-async fn drain(response: Response<IncomingBody>) {
-    let _ = Limited::new(response.into_body(), MAX_MESSAGE_BYTES)
-        .collect()
-        .await;
 }
 
 /// A small SSE decoder: yields the `data` of every complete event, bounded in size.

@@ -191,6 +191,16 @@ impl Upstream {
         method: &str,
         params: Option<Value>,
     ) -> Result<Outcome, UpstreamError> {
+        self.call_ref(method, params.as_ref()).await
+    }
+
+    /// [`Upstream::call`] with borrowed params: they are serialized straight into the request
+    /// text, never cloned.
+    pub async fn call_ref(
+        &self,
+        method: &str,
+        params: Option<&Value>,
+    ) -> Result<Outcome, UpstreamError> {
         match &self.inner.transport {
             Transport::Stdio(s) => s.call(method, params).await,
             Transport::Http(h) => h.call(method, params).await,
@@ -200,8 +210,8 @@ impl Upstream {
     /// Forwards a client notification (e.g. `notifications/roots/list_changed`). Best effort.
     pub async fn notify(&self, method: &str, params: Option<Value>) {
         match &self.inner.transport {
-            Transport::Stdio(s) => s.notify(method, params),
-            Transport::Http(h) => h.notify(method, params).await,
+            Transport::Stdio(s) => s.notify(method, params.as_ref()),
+            Transport::Http(h) => h.notify(method, params.as_ref()).await,
         }
     }
 
@@ -235,18 +245,28 @@ pub(crate) fn initialize_params() -> Value {
     })
 }
 
+/// The shape of an outgoing JSON-RPC request or notification, serialized straight to text
+/// (no intermediate `Map`, no `Display` round trip).
+#[derive(serde::Serialize)]
+struct OutgoingMessage<'a> {
+    jsonrpc: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
+    method: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params: Option<&'a Value>,
+}
+
 /// A JSON-RPC request (with `id`) or notification (without) as one compact JSON text.
-pub(crate) fn encode(id: Option<u64>, method: &str, params: Option<Value>) -> String {
-    let mut msg = serde_json::Map::new();
-    msg.insert("jsonrpc".into(), json!("2.0"));
-    if let Some(id) = id {
-        msg.insert("id".into(), json!(id));
-    }
-    msg.insert("method".into(), json!(method));
-    if let Some(p) = params {
-        msg.insert("params".into(), p);
-    }
-    Value::Object(msg).to_string()
+pub(crate) fn encode(id: Option<u64>, method: &str, params: Option<&Value>) -> String {
+    let msg = OutgoingMessage {
+        jsonrpc: "2.0",
+        id,
+        method,
+        params,
+    };
+    // Serializing a `Value` and plain strings cannot fail (map keys are strings).
+    serde_json::to_string(&msg).unwrap_or_default()
 }
 
 /// The `notifications/cancelled` message for one upstream request id.
@@ -254,7 +274,7 @@ pub(crate) fn cancelled(id: u64, reason: &str) -> String {
     encode(
         None,
         "notifications/cancelled",
-        Some(json!({"requestId": id, "reason": reason})),
+        Some(&json!({"requestId": id, "reason": reason})),
     )
 }
 

@@ -143,7 +143,7 @@ impl StdioUpstream {
     pub(crate) async fn call(
         &self,
         method: &str,
-        params: Option<Value>,
+        params: Option<&Value>,
     ) -> Result<Outcome, UpstreamError> {
         let shared = &self.shared;
         let deadline = Instant::now() + shared.common.call_timeout;
@@ -209,7 +209,7 @@ impl StdioUpstream {
         }
     }
 
-    pub(crate) fn notify(&self, method: &str, params: Option<Value>) {
+    pub(crate) fn notify(&self, method: &str, params: Option<&Value>) {
         let mut line = encode(None, method, params);
         line.push('\n');
         if let Some(conn) = &self.shared.lock().conn {
@@ -336,7 +336,7 @@ async fn bring_up(
         .lock()
         .pending
         .insert(id, Pending { generation, reply });
-    let mut line = encode(Some(id), "initialize", Some(initialize_params()));
+    let mut line = encode(Some(id), "initialize", Some(&initialize_params()));
     line.push('\n');
     let _ = conn.tx.send(line);
     let mut shutdown = shared.shutdown.subscribe();
