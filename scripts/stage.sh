@@ -7,7 +7,8 @@
 #                                           share/mcpgw/policy.json.sample
 #   scripts/stage.sh os-mcpgw DESTDIR       the OPNsense plugin: freebsd/os-mcpgw/src/
 #   scripts/stage.sh port-files             copy rc.d/mcpgw into the port as files/mcpgw.in
-#                                           (USE_RC_SUBR), with /usr/local as %%PREFIX%%
+#                                           (USE_RC_SUBR), with /usr/local as %%PREFIX%%,
+#                                           and write Makefile.crates from Cargo.lock
 #
 # Parts that do not exist yet in the tree (rc.d/mcpgw, examples/mcpgw.toml) are skipped
 # with a message. Then: scripts/mkpkg.py --root DESTDIR ... makes the .pkg.
@@ -60,6 +61,17 @@ port-files)
 	mkdir -p "${top}/freebsd/port/files"
 	sed "s|/usr/local|%%PREFIX%%|g" "${top}/rc.d/mcpgw" > "${top}/freebsd/port/files/mcpgw.in"
 	echo "stage.sh: wrote freebsd/port/files/mcpgw.in"
+	# The crates list of `make cargo-crates`, from Cargo.lock, so it can never go stale.
+	python3 - "${top}/Cargo.lock" > "${top}/freebsd/port/Makefile.crates" <<'PY'
+import sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    lock = tomllib.load(f)
+crates = sorted(f"{p['name']}-{p['version']}" for p in lock["package"]
+                if p.get("source", "").startswith("registry+"))
+print("# Crates of Cargo.lock (the format of `make cargo-crates`), written by scripts/stage.sh port-files.")
+print("CARGO_CRATES=\t" + " \\\n\t\t".join(crates))
+PY
+	echo "stage.sh: wrote freebsd/port/Makefile.crates ($(grep -c . "${top}/freebsd/port/Makefile.crates") lines)"
 	;;
 *)
 	usage

@@ -181,6 +181,7 @@ for var in PORTNAME DISTVERSION CATEGORIES MAINTAINER COMMENT WWW LICENSE USES U
   grep -Eq "^${var}=[[:space:]]*[^[:space:]]" freebsd/port/Makefile && pass "port sets $var" || fail "port does not set $var"
 done
 grep -Eq "^DISTVERSION=[[:space:]]*${version//./\\.}$" freebsd/port/Makefile && pass "port DISTVERSION is Cargo.toml's $version" || fail "port DISTVERSION differs from Cargo.toml ($version)"
+scripts/stage.sh port-files >/dev/null
 lock_crates=$("$python" -c 'import tomllib; print(sum(1 for p in tomllib.load(open("Cargo.lock","rb"))["package"] if p.get("source","").startswith("registry+")))')
 port_crates=$(grep -cE '^[[:space:]]+[A-Za-z0-9_-]+-[0-9]|^CARGO_CRATES=' freebsd/port/Makefile.crates)
 [ "$lock_crates" = "$port_crates" ] && pass "Makefile.crates lists the $lock_crates crates of Cargo.lock" || fail "Makefile.crates has $port_crates crates, Cargo.lock $lock_crates: regenerate it"
