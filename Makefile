@@ -3,7 +3,9 @@
 #   make test      deps (scripts/deps.sh test), fmt, clippy, cargo tests, packaging tests
 #   make demo      release build, then run target/release/mcpgw-demo (DEMO_ARGS=...)
 #   make freebsd   cross-build target/x86_64-unknown-freebsd/release/mcpgw for OPNsense
-#   make bench     run the benchmark binary (mcpgw-bench) when there is one
+#   make bench     benchmarks: direct, TLS floor, mcpgw, nginx, stdio (scripts/bench.sh)
+#   make pkg       FreeBSD packages mcpgw-VERSION.pkg and os-mcpgw-VERSION.pkg in build/pkg
+#   make fuzz      cargo-fuzz targets for FUZZ_SECONDS each (stable toolchain, no sanitizer)
 #   make clean     cargo clean;  make distclean  also drops .venv and node_modules
 
 SHELL := /bin/bash
@@ -23,7 +25,7 @@ else echo "make: .venv not installed: MCPGW_PYTHON unset" >&2; fi; \
 echo "test env: MCPGW_NODE_MODULES=$${MCPGW_NODE_MODULES:-} MCPGW_NODE=$${MCPGW_NODE:-} MCPGW_PYTHON=$${MCPGW_PYTHON:-}";
 endef
 
-.PHONY: all test deps lint demo freebsd pkg bench clean distclean
+.PHONY: all test deps lint demo freebsd pkg bench fuzz clean distclean
 
 all: test
 
@@ -85,10 +87,22 @@ pkg: freebsd
 	@ls -l build/pkg/*.pkg
 
 bench:
-	@if $(CARGO) metadata --no-deps --format-version 1 \
-	    | python3 -c 'import json,sys; m=json.load(sys.stdin); sys.exit(0 if any(t["name"]=="mcpgw-bench" and "bin" in t["kind"] for p in m["packages"] for t in p["targets"]) else 1)'; then \
-	  scripts/bench.sh $(BENCH_ARGS); \
-	else echo "make: no mcpgw-bench binary yet: nothing to benchmark"; fi
+	scripts/bench.sh $(BENCH_ARGS)
+
+# Fuzzing beyond the bounded property tests that `make test` runs (tests/properties.rs).
+# Stable toolchain, no sanitizer; for AddressSanitizer on nightly:
+#   make fuzz FUZZ_TOOLCHAIN=+nightly FUZZ_SANITIZER=address
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := message_parse arg_rules config_parse
+FUZZ_TOOLCHAIN ?=
+FUZZ_SANITIZER ?= none
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
+	@cd fuzz && for t in $(FUZZ_TARGETS); do \
+	    echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
+	    cargo $(FUZZ_TOOLCHAIN) fuzz run -s $(FUZZ_SANITIZER) -O $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
+
 
 clean:
 	$(CARGO) clean
