@@ -92,10 +92,12 @@ impl Target {
     }
 }
 
-/// The body of one tools/call with `id`.
+/// The body of one tools/call with `id`, with arguments that pass the bench tool's argument
+/// rules (see `setup::policy_toml`).
 pub fn call_body(id: u64, tool: &str) -> String {
     format!(
-        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{}}}}}"#,
+        crate::setup::BENCH_ARGS
     )
 }
 

@@ -73,5 +73,21 @@ pub fn run(n: u64) -> Result<MicroResult, String> {
     ] {
         rows.push((label.to_string(), per, time(&policy, &identity, &set, per)));
     }
+    // The bench tool with its real arguments: three argument rules, then a limit.
+    let args: serde_json::Value =
+        serde_json::from_str(crate::setup::BENCH_ARGS).map_err(|e| e.to_string())?;
+    let subject = Subject::Tool {
+        name: BENCH_TOOL,
+        arguments: args.as_object(),
+    };
+    let t0 = Instant::now();
+    for _ in 0..per {
+        black_box(policy.decide(black_box(&identity), black_box(&subject)));
+    }
+    rows.push((
+        "allow + 3 argument rules (set, network, port) + limit".to_string(),
+        per,
+        t0.elapsed().as_nanos() as f64 / per as f64,
+    ));
     Ok(MicroResult { rows })
 }

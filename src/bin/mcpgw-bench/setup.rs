@@ -15,6 +15,13 @@ use crate::util::{Proc, TempDir, free_port, sibling, wait_tcp};
 pub const BENCH_TOOL: &str = "firewall_list_rules";
 
 /// A limit so large it never trips, so the limiter's cost is paid on every call.
+/// Arguments every bench call sends; they pass the bench tool's three argument rules.
+pub const BENCH_ARGS: &str =
+    r#"{"interface":"lan","source":"10.1.2.0/24","destination_port":"443"}"#;
+
+/// The bench tool's argument rules: a set, a network and a port check.
+const BENCH_ARG_RULES: &str = "[[policy.tools.firewall_list_rules.args]]\npath = \"interface\"\nin_set = [\"lan\", \"opt1\"]\n[[policy.tools.firewall_list_rules.args]]\npath = \"source\"\nin_networks = [\"10.0.0.0/8\", \"192.168.0.0/16\"]\n[[policy.tools.firewall_list_rules.args]]\npath = \"destination_port\"\nin_ports = [\"443\", \"8000-8999\"]\n";
+
 pub const HUGE_LIMIT: &str = "{ max = 1000000000, per = \"second\", scope = \"identity\" }";
 
 /// How many tool rules the realistic policy has.
@@ -55,11 +62,13 @@ pub fn kind_of(i: usize) -> Kind {
 }
 
 /// A realistic `[policy]`: default deny, ~150 tool rules (allow, allow with a huge limit, deny,
-/// hide), none with argument rules; [`BENCH_TOOL`] allowed with a huge limit.
+/// hide); [`BENCH_TOOL`] allowed with a huge limit and three argument rules.
 pub fn policy_toml() -> String {
     let mut hide = Vec::new();
     let mut out = String::new();
-    out += &format!("\n[policy.tools.{BENCH_TOOL}]\naction = \"allow\"\nlimits = [{HUGE_LIMIT}]\n");
+    out += &format!(
+        "\n[policy.tools.{BENCH_TOOL}]\naction = \"allow\"\nlimits = [{HUGE_LIMIT}]\n{BENCH_ARG_RULES}"
+    );
     for (i, name) in tool_names(POLICY_RULES - 1).iter().enumerate() {
         match kind_of(i) {
             Kind::Allow => out += &format!("\n[policy.tools.{name}]\naction = \"allow\"\n"),
