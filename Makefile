@@ -3,6 +3,7 @@
 #   make test      deps (scripts/deps.sh test), fmt, clippy, cargo tests, packaging tests
 #   make demo      release build, then run target/release/mcpgw-demo (DEMO_ARGS=...)
 #   make freebsd   cross-build target/x86_64-unknown-freebsd/release/mcpgw for OPNsense
+#   make freebsd-aarch64   the same for aarch64-unknown-freebsd (ARM boxes)
 #   make bench     benchmarks: direct, TLS floor, mcpgw, nginx, stdio (scripts/bench.sh)
 #   make pkg       FreeBSD packages mcpgw-VERSION.pkg and os-mcpgw-VERSION.pkg in build/pkg
 #   make fuzz      cargo-fuzz targets for FUZZ_SECONDS each (stable toolchain, no sanitizer)
@@ -25,7 +26,7 @@ else echo "make: .venv not installed: MCPGW_PYTHON unset" >&2; fi; \
 echo "test env: MCPGW_NODE_MODULES=$${MCPGW_NODE_MODULES:-} MCPGW_NODE=$${MCPGW_NODE:-} MCPGW_PYTHON=$${MCPGW_PYTHON:-}";
 endef
 
-.PHONY: all test deps lint demo freebsd pkg bench fuzz clean distclean
+.PHONY: all test deps lint demo freebsd freebsd-aarch64 pkg bench fuzz clean distclean
 
 all: test
 
@@ -66,6 +67,12 @@ freebsd:
 	@echo "size: $$(stat -c %s $(FREEBSD_BIN)) bytes"
 	@readelf -n $(FREEBSD_BIN) | grep -A2 -m1 '\.note\.tag' || true
 	@readelf -d $(FREEBSD_BIN) | grep NEEDED
+
+freebsd-aarch64:
+	scripts/deps.sh freebsd
+	RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 /usr/bin/cargo build --release \
+	  --target aarch64-unknown-freebsd -Zbuild-std=std,panic_abort --bin mcpgw
+	tests/packaging/freebsd_check.sh target/aarch64-unknown-freebsd/release/mcpgw AArch64
 
 # FreeBSD packages for OPNsense: build/pkg/mcpgw-VERSION.pkg and os-mcpgw-VERSION.pkg.
 VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1)

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 status=0
 scripts=(rc.d/mcpgw tools/zigcc-freebsd scripts/deps.sh .ci/run
   tests/clients/inspector.sh tests/packaging/run.sh tests/packaging/rc_test.sh
-  tests/packaging/rc_stub/rc.subr)
+  tests/packaging/rc_stub/rc.subr tests/packaging/freebsd_check.sh)
 present=()
 for f in "${scripts[@]}"; do [ -f "$f" ] && present+=("$f"); done
 
