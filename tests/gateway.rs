@@ -694,74 +694,66 @@ async fn h2_and_http1_are_offered_by_alpn_and_tls12_works() {
 
 use rustls_pki_types::pem::PemObject;
 
-#[test]
-fn check_reports_file_line_col() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("mcpgw.toml");
-    std::fs::write(
-        &cfg,
-        "[listen]\naddress = \"127.0.0.1:8443\"\nplaintext = true\n\n[upstream]\ncommand = \"x\"\n\n[policy]\ndefault = \"maybe\"\n",
-    )
-    .unwrap();
+/// Runs `mcpgw check` on `text` written as `mcpgw.toml`; returns (exit code, stdout, stderr, path).
+fn check(dir: &std::path::Path, text: &str) -> (Option<i32>, String, String, std::path::PathBuf) {
+    let cfg = dir.join("mcpgw.toml");
+    std::fs::write(&cfg, text).unwrap();
     let out = std::process::Command::new(support::GATEWAY)
         .args(["check", "-c"])
         .arg(&cfg)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+        cfg,
+    )
+}
+
+#[test]
+fn check_reports_file_line_col() {
+    let dir = tempfile::tempdir().unwrap();
+    const HEAD: &str = "[upstream]\ncommand = \"x\"\n\n[policy]\n";
+
+    let (code, _, err, cfg) = check(
+        dir.path(),
+        &format!(
+            "[listen]\naddress = \"127.0.0.1:8443\"\nplaintext = true\n\n{HEAD}default = \"maybe\"\n"
+        ),
+    );
+    assert_eq!(code, Some(1));
     assert!(
         err.starts_with(&format!("{}:9:11: ", cfg.display())),
         "{err}"
     );
 
-    std::fs::write(
-        &cfg,
-        "[listen]\naddress = \"0.0.0.0:8443\"\nplaintext = true\n\n[upstream]\ncommand = \"x\"\n\n[policy]\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(support::GATEWAY)
-        .args(["check", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, _, err, _) = check(
+        dir.path(),
+        &format!("[listen]\naddress = \"0.0.0.0:8443\"\nplaintext = true\n\n{HEAD}"),
+    );
+    assert_eq!(code, Some(1));
     assert!(
         err.contains(":2:11: plain HTTP is allowed only on a loopback address"),
         "{err}"
     );
 
-    std::fs::write(
-        &cfg,
-        "[listen]\naddress = \"127.0.0.1:8443\"\ncert = \"missing.pem\"\nkey = \"missing.pem\"\n\n[upstream]\ncommand = \"x\"\n\n[policy]\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(support::GATEWAY)
-        .args(["check", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read certificate"));
-
-    std::fs::write(
-        &cfg,
-        "[listen]\naddress = \"127.0.0.1:8443\"\nplaintext = true\n\n[upstream]\ncommand = \"x\"\n\n[policy]\n[policy.tools.firewall_list_rules]\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(support::GATEWAY)
-        .args(["check", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (code, _, err, _) = check(
+        dir.path(),
+        &format!(
+            "[listen]\naddress = \"127.0.0.1:8443\"\ncert = \"missing.pem\"\nkey = \"missing.pem\"\n\n{HEAD}"
+        ),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("cannot read certificate"), "{err}");
+
+    let (code, stdout, err, _) = check(
+        dir.path(),
+        &format!(
+            "[listen]\naddress = \"127.0.0.1:8443\"\nplaintext = true\n\n{HEAD}[policy.tools.firewall_list_rules]\n"
+        ),
+    );
+    assert_eq!(code, Some(0), "{err}");
     assert_eq!(stdout.lines().count(), 1);
     assert!(stdout.contains(": OK: "), "{stdout}");
 }

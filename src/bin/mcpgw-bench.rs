@@ -272,7 +272,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             "http",
             &GatewaySpec {
                 upstream: Upstream::Http(mock.addr),
-                listen: "127.0.0.1:0".parse().unwrap(),
+                listen: "127.0.0.1:0".parse().unwrap(), // ok: constant
                 identities: 1,
                 policy: None,
                 listen_extra: "",
@@ -342,7 +342,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             "stdio",
             &GatewaySpec {
                 upstream: Upstream::Stdio(cli.mock_threads),
-                listen: "127.0.0.1:0".parse().unwrap(),
+                listen: "127.0.0.1:0".parse().unwrap(), // ok: constant
                 identities: 1,
                 policy: None,
                 listen_extra: "",
@@ -476,7 +476,7 @@ async fn rss_sessions(
         "rss",
         &GatewaySpec {
             upstream: Upstream::Http(mock),
-            listen: "127.0.0.1:0".parse().unwrap(),
+            listen: "127.0.0.1:0".parse().unwrap(), // ok: constant
             identities: 1,
             policy: None,
             listen_extra: &format!("max_sessions = {}", n + 100),
@@ -567,7 +567,7 @@ async fn rss_keys(
         "keys",
         &GatewaySpec {
             upstream: Upstream::Http(mock),
-            listen: "127.0.0.1:0".parse().unwrap(),
+            listen: "127.0.0.1:0".parse().unwrap(), // ok: constant
             identities,
             policy: Some(policy),
             listen_extra: "",
@@ -666,7 +666,7 @@ async fn startup(
     let mut times = Vec::new();
     for run in 0..5 {
         let port = util::free_port()?;
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap(); // ok: a u16 port on loopback
         let files = setup::write_gateway_config(
             dir,
             &format!("start{run}"),
@@ -681,7 +681,7 @@ async fn startup(
         )?;
         let tls = mcpgw::client::tls_config(files.cert_pem.as_bytes())?;
         let connector = tokio_rustls::TlsConnector::from(tls);
-        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap(); // ok: constant
         let mut cmd = Command::new(util::sibling("mcpgw")?);
         cmd.arg("run")
             .arg("-c")

@@ -307,7 +307,7 @@ http {{
         .arg(root.join("nginx.conf"))
         .args(["-g", "daemon off;"]);
     let (proc, _) = Proc::spawn("nginx", cmd, None, Duration::ZERO)?;
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap(); // ok: a u16 port on loopback
     if let Err(e) = wait_tcp(addr, Duration::from_secs(10)) {
         let log = std::fs::read_to_string(root.join("error.log")).unwrap_or_default();
         return Err(format!("{e}; nginx error.log: {log}"));
