@@ -174,13 +174,19 @@ async fn upstream_killed_repeatedly_under_load() {
     for pid in &killed {
         assert!(!alive(*pid), "killed child {pid} still exists");
     }
-    // The restarts were reported.
-    let lines = gw.syslog_lines(0, Duration::ZERO);
-    let exits = lines
-        .iter()
-        .filter(|l| msg_of(l).starts_with("fault=upstream-exited"))
-        .count();
-    assert!(exits >= KILLS, "{exits} exit reports for {KILLS} kills");
+    // The restarts were reported (the audit writer is asynchronous: bounded wait).
+    let exits = || {
+        gw.syslog_lines(0, Duration::ZERO)
+            .iter()
+            .filter(|l| msg_of(l).starts_with("fault=upstream-exited"))
+            .count()
+    };
+    wait_until(Duration::from_secs(10), || exits() >= KILLS).await;
+    assert!(
+        exits() >= KILLS,
+        "{} exit reports for {KILLS} kills",
+        exits()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -448,12 +454,17 @@ async fn connection_flood_is_refused_then_service_recovers() {
         served_eventually(&gw, 50).await,
         "service did not recover after the flood"
     );
-    let lines = gw.syslog_lines(0, Duration::ZERO);
-    assert!(
-        lines
+    // The audit writer is asynchronous: wait (bounded) for the line rather than race it.
+    let logged = wait_until(Duration::from_secs(10), || {
+        gw.syslog_lines(0, Duration::ZERO)
             .iter()
-            .any(|l| msg_of(l).starts_with("limit=connections")),
-        "the refusal is logged: {lines:?}"
+            .any(|l| msg_of(l).starts_with("limit=connections"))
+    })
+    .await;
+    assert!(
+        logged,
+        "the refusal is logged: {:?}",
+        gw.syslog_lines(0, Duration::ZERO)
     );
 }
 
