@@ -228,7 +228,8 @@ async fn hanging_upstream_call_times_out_and_others_are_served() {
             .contains("did not answer"),
         "{r}"
     );
-    let lines = gw.decision_lines(5, Duration::from_secs(10));
+    // Two initializes, three fast calls and the timed-out one: wait for all six.
+    let lines = gw.decision_lines(6, Duration::from_secs(10));
     assert!(
         lines.iter().any(|l| msg_of(l).contains("upstream=timeout")),
         "the timeout is in the decision record: {lines:?}"
