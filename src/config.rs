@@ -129,6 +129,9 @@ struct ListenSection {
     allowed_origins: Vec<String>,
     #[serde(default)]
     auth_failures_per_minute: Option<Spanned<u64>>,
+    /// Connection worker threads (0: one per core, at most 4).
+    #[serde(default)]
+    workers: Option<Spanned<u64>>,
     /// PEM bundle of the CA(s) that issue agents' client certificates.
     #[serde(default)]
     client_ca: Option<Spanned<String>>,
@@ -229,6 +232,8 @@ pub struct ListenConfig {
     pub allowed_origins: Vec<String>,
     /// Failed authentications allowed per source address and minute before 429.
     pub auth_failures_per_minute: u32,
+    /// Threads that accept and serve agent connections; 0 picks one per core (at most 4).
+    pub workers: usize,
 }
 
 /// PEM files for the server certificate chain and its private key.
@@ -522,6 +527,7 @@ fn validate_listen(
             10,
             1..100_001,
         )? as u32,
+        workers: bounded(map, s.workers, "workers", 0, 0..65)? as usize,
     })
 }
 

@@ -98,7 +98,8 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Run { config } => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
+            // Process-wide tasks only; agents are served by the connection workers.
+            let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {

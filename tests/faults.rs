@@ -422,8 +422,11 @@ async fn slowloris_connections_are_cut_and_others_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn connection_flood_is_refused_then_service_recovers() {
     const CAP: usize = 8;
+    // Three workers accept on one socket: the cap must count all of them together.
     let gw = Gateway::start_with(Options {
-        listen_extra: format!("header_read_timeout_ms = 60000\nmax_connections = {CAP}\n"),
+        listen_extra: format!(
+            "header_read_timeout_ms = 60000\nmax_connections = {CAP}\nworkers = 3\n"
+        ),
         ..Options::default()
     });
     // Fill every slot with an idle, handshaken connection.

@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use crate::audit::Severity;
 use crate::identity::PeerCert;
@@ -25,13 +25,13 @@ use super::http::handle;
 /// Connections refused because the cap was reached (reported in the log, then reset).
 static REFUSED: AtomicU64 = AtomicU64::new(0);
 
-/// Accepts until `shutdown` turns true, then lets open requests finish.
+/// Accepts until `shutdown` turns true, then lets open requests finish. Every worker runs
+/// one of these on the shared socket; the connection cap counts all of them.
 pub async fn serve(
     shared: Arc<Shared>,
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(shared.listen.max_connections));
     let graceful = GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
@@ -49,7 +49,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
+        let Ok(permit) = shared.connection_slots.clone().try_acquire_owned() else {
             if REFUSED.fetch_add(1, Ordering::Relaxed).is_multiple_of(100) {
                 shared.auditor.event(
                     Severity::Warning,

@@ -17,6 +17,7 @@ pub mod http;
 pub mod listener;
 pub mod session;
 pub mod tls;
+pub mod workers;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -117,6 +118,8 @@ pub struct Shared {
     pub listen: ListenConfig,
     pub sessions: Sessions,
     pub failures: FailureLimiter,
+    /// One permit per open agent connection (`listen.max_connections`), across all workers.
+    pub connection_slots: Arc<tokio::sync::Semaphore>,
     pub upstream: Upstream,
     pub auditor: Auditor,
 }
@@ -174,6 +177,8 @@ async fn run_with(path: &Path, config: Config, auditor: Auditor) -> Result<(), S
         }
     };
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    // Workers watch the socket with their own runtimes.
+    let listener = listener.into_std().map_err(|e| e.to_string())?;
     let scheme = if runtime.tls.is_some() {
         "https"
     } else {
@@ -183,25 +188,40 @@ async fn run_with(path: &Path, config: Config, auditor: Auditor) -> Result<(), S
         runtime: ArcSwap::from_pointee(runtime),
         sessions: Sessions::new(listen.max_sessions, listen.session_idle_timeout),
         failures: FailureLimiter::new(listen.auth_failures_per_minute),
+        connection_slots: Arc::new(tokio::sync::Semaphore::new(listen.max_connections)),
         listen,
         upstream: upstream.clone(),
         auditor: auditor.clone(),
     });
-    let started = format!("started listen={scheme}://{bound}/mcp policy=\"{summary}\"");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker_count = workers::count(shared.listen.workers);
+    let workers = match workers::start(&shared, &listener, worker_count, &stop_rx).await {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = stop_tx.send(true);
+            upstream.shutdown().await;
+            return Err(e);
+        }
+    };
+    drop(listener);
+    let started = format!(
+        "started listen={scheme}://{bound}/mcp workers={worker_count} policy=\"{summary}\""
+    );
     auditor.event(Severity::Notice, started.clone());
     // Also on stderr: under daemon(8) it reaches the log, and tests wait for this line.
     eprintln!("mcpgw: listening on {bound} ({scheme}) with policy: {summary}");
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(housekeeping(shared.clone(), stop_rx.clone()));
-    let server = tokio::spawn(listener::serve(shared.clone(), listener, stop_rx));
+    tokio::spawn(housekeeping(shared.clone(), stop_rx));
     signals(path, &shared).await;
     let _ = stop_tx.send(true);
-    let _ = server.await;
+    let stopped = workers.join().await;
     upstream.shutdown().await;
+    if let Err(e) = &stopped {
+        auditor.event(Severity::Error, format!("fault=workers error={e:?}"));
+    }
     auditor.event(Severity::Notice, "stopped".into());
     eprintln!("mcpgw: stopped");
-    Ok(())
+    stopped
 }
 
 /// Waits for SIGTERM/SIGINT (returns) and handles SIGHUP (reload) meanwhile.

@@ -39,8 +39,21 @@ struct Session {
     epoch: u64,
 }
 
-/// Most idle upstream connections kept for reuse.
+/// Most idle upstream connections kept for reuse, per shard.
 const MAX_IDLE: usize = 32;
+/// Idle lists, one per thread (threads beyond this share). A connection is driven by a task
+/// on the thread that opened it, so reusing it from that same thread wakes no other thread.
+const SHARDS: usize = 8;
+
+/// This thread's idle list.
+fn shard() -> usize {
+    use std::sync::atomic::AtomicUsize;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
+}
 /// Idle connections older than this are closed rather than reused (servers time them out).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -61,7 +74,7 @@ enum SendError {
 }
 
 /// Keep-alive HTTP/1.1 connections to the one upstream address (TCP_NODELAY), handed out
-/// most recently used first. A connection is reused only after its previous response body was
+/// most recently used first, from the calling thread's own idle list. A connection is reused only after its previous response body was
 /// read to the end; one that was not (an abandoned SSE stream, an error) is simply dropped,
 /// which closes it.
 struct Pool {
@@ -72,7 +85,7 @@ struct Pool {
     /// The request target in origin form (`/mcp`).
     target: Uri,
     connect_timeout: Duration,
-    idle: Mutex<Vec<(Conn, std::time::Instant)>>,
+    idle: [Mutex<Vec<(Conn, std::time::Instant)>>; SHARDS],
 }
 
 impl Pool {
@@ -96,12 +109,12 @@ impl Pool {
             host: host_header,
             target,
             connect_timeout,
-            idle: Mutex::new(Vec::new()),
+            idle: std::array::from_fn(|_| Mutex::new(Vec::new())),
         })
     }
 
     fn idle(&self) -> MutexGuard<'_, Vec<(Conn, std::time::Instant)>> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+        self.idle[shard()].lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Returns a connection whose last response was read completely.

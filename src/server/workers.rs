@@ -1,0 +1,121 @@
+//! Connection workers: threads that each run a single-threaded tokio runtime and accept and
+//! serve their own agent connections, start to finish.
+//!
+//! Why not one multi-threaded runtime: with work stealing, a request read on one thread had
+//! its upstream answer woken on the other, so every call paid a futex wake-up and a context
+//! switch; on a 2-core box that was a fifth of the gateway's added latency (BENCHMARKS.md).
+//! Here a connection, its requests and the upstream connections they use (the HTTP upstream
+//! pool keeps idle connections per thread) stay on one thread. All workers poll one listening
+//! socket, so the kernel hands each new connection to whichever worker accepts it first.
+//!
+//! The main runtime keeps what is process-wide: signals, reloads, housekeeping, the stdio
+//! upstream's child I/O and upstream event reports.
+
+use std::sync::Arc;
+
+use tokio::sync::{oneshot, watch};
+
+use super::Shared;
+use super::listener;
+
+/// Most workers picked automatically: the gateway shares its box with the firewall, and
+/// agents' traffic never needs more.
+const AUTO_MAX: usize = 4;
+
+/// The number of workers for `configured` (`listen.workers`; 0 picks one per core).
+pub fn count(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, AUTO_MAX)
+}
+
+/// Running workers; [`Workers::join`] waits until they have stopped.
+pub struct Workers {
+    done: Vec<oneshot::Receiver<Result<(), String>>>,
+}
+
+/// Starts `count` workers on clones of `listener` (a bound, non-blocking socket) and returns
+/// once every one of them is accepting, or with the first one's error. They stop accepting
+/// when `stop` turns true and end once their open requests have finished.
+pub async fn start(
+    shared: &Arc<Shared>,
+    listener: &std::net::TcpListener,
+    count: usize,
+    stop: &watch::Receiver<bool>,
+) -> Result<Workers, String> {
+    let mut done = Vec::with_capacity(count);
+    let mut ready = Vec::with_capacity(count);
+    for index in 0..count {
+        let socket = listener
+            .try_clone()
+            .map_err(|e| format!("cannot share the listening socket with worker {index}: {e}"))?;
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (finished, finished_rx) = oneshot::channel();
+        let shared = shared.clone();
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name(format!("mcpgw-worker-{index}"))
+            .spawn(move || {
+                let _ = finished.send(serve(shared, socket, stop, ready_tx));
+            })
+            .map_err(|e| format!("cannot start connection worker {index}: {e}"))?;
+        ready.push(ready_rx);
+        done.push(finished_rx);
+    }
+    for (index, ready) in ready.into_iter().enumerate() {
+        if ready.await.is_err() {
+            // It ended before it could accept; its result says why. Workers that did start
+            // stop with the caller's `stop`.
+            let why = match done.swap_remove(index).await {
+                Ok(Err(e)) => e,
+                _ => "it stopped unexpectedly".to_string(),
+            };
+            return Err(format!("connection worker {index} did not start: {why}"));
+        }
+    }
+    let workers = Workers { done };
+    Ok(workers)
+}
+
+/// One worker's life: its own runtime, its own accept loop on the shared socket.
+fn serve(
+    shared: Arc<Shared>,
+    socket: std::net::TcpListener,
+    stop: watch::Receiver<bool>,
+    ready: oneshot::Sender<()>,
+) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a worker runtime: {e}"))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(socket)
+            .map_err(|e| format!("cannot watch the listening socket: {e}"))?;
+        let _ = ready.send(());
+        listener::serve(shared, listener, stop).await;
+        Ok(())
+    })
+}
+
+impl Workers {
+    /// Waits for every worker to end; the errors of those that failed, one per line.
+    pub async fn join(self) -> Result<(), String> {
+        let mut errors = Vec::new();
+        for (index, done) in self.done.into_iter().enumerate() {
+            match done.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(format!("worker {index}: {e}")),
+                // The thread ended without reporting: it panicked (tests; release aborts).
+                Err(_) => errors.push(format!("worker {index} stopped unexpectedly")),
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("\n"))
+        }
+    }
+}
