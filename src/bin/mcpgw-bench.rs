@@ -77,6 +77,10 @@ struct Cli {
     /// Rounds: every scenario runs once per round, interleaved; figures pool the rounds.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
+    /// CPU time the stdio child spends per call in the second stdio run (0 skips it); the
+    /// first run's child answers at once.
+    #[arg(long, default_value_t = 100)]
+    stdio_work_us: u64,
     /// Tokio worker threads of the HTTP mock upstream (0: tokio's default, one per core).
     #[arg(long, default_value_t = 1)]
     mock_threads: usize,
@@ -337,38 +341,56 @@ async fn run(cli: Cli) -> Result<(), String> {
     if want("stdio") {
         println!("\n== stdio upstream");
         let mock_bin = util::sibling("mcpgw-mock")?;
-        let gw = setup::start_gateway(
-            &dir,
-            "stdio",
-            &GatewaySpec {
-                upstream: Upstream::Stdio(cli.mock_threads),
-                listen: "127.0.0.1:0".parse().unwrap(), // ok: constant
-                identities: 1,
-                policy: None,
-                listen_extra: "",
-                syslog_socket: &syslog.path,
-            },
-        )?;
-        let target = Target {
-            addr: gw.addr,
-            tls: Some(mcpgw::client::tls_config(gw.files.cert_pem.as_bytes())?),
-            token: Some(gw.files.tokens[0].clone()),
-        };
-        for _ in 0..cli.rounds.max(1) {
-            let s = load::run_stdio_direct(
-                &mock_bin,
-                cli.mock_threads,
-                conns,
-                warmup,
-                measure,
-                BENCH_TOOL,
-            )
-            .await?;
-            print_row(&format!("stdio direct driver x{conns}"), &s);
-            report.add("stdio-direct", s);
-            let s = load::run_http(&target, conns, warmup, measure, BENCH_TOOL).await?;
-            print_row(&format!("mcpgw over stdio child x{conns}"), &s);
-            report.add("mcpgw-stdio", s);
+        // The child's own cost per call: none (the gateway's ceiling), then `--stdio-work-us`
+        // spent one call at a time, as the real server's single event loop does.
+        let mut levels = vec![0];
+        if cli.stdio_work_us > 0 {
+            levels.push(cli.stdio_work_us);
+        }
+        for work_us in levels {
+            let suffix = if work_us == 0 {
+                String::new()
+            } else {
+                format!("-work{work_us}")
+            };
+            let gw = setup::start_gateway(
+                &dir,
+                &format!("stdio{suffix}"),
+                &GatewaySpec {
+                    upstream: Upstream::Stdio {
+                        threads: cli.mock_threads,
+                        work_us,
+                    },
+                    listen: "127.0.0.1:0".parse().unwrap(), // ok: constant
+                    identities: 1,
+                    policy: None,
+                    listen_extra: "",
+                    syslog_socket: &syslog.path,
+                },
+            )?;
+            let target = Target {
+                addr: gw.addr,
+                tls: Some(mcpgw::client::tls_config(gw.files.cert_pem.as_bytes())?),
+                token: Some(gw.files.tokens[0].clone()),
+            };
+            let child = format!("child {work_us} µs/call");
+            for _ in 0..cli.rounds.max(1) {
+                let s = load::run_stdio_direct(
+                    &mock_bin,
+                    cli.mock_threads,
+                    work_us,
+                    conns,
+                    warmup,
+                    measure,
+                    BENCH_TOOL,
+                )
+                .await?;
+                print_row(&format!("stdio direct driver x{conns}, {child}"), &s);
+                report.add(&format!("stdio-direct{suffix}"), s);
+                let s = load::run_http(&target, conns, warmup, measure, BENCH_TOOL).await?;
+                print_row(&format!("mcpgw over stdio child x{conns}, {child}"), &s);
+                report.add(&format!("mcpgw-stdio{suffix}"), s);
+            }
         }
     }
 
@@ -822,6 +844,18 @@ fn summary(report: &Report, conns: usize, lat_conns: usize, measure: Duration) {
     ] {
         if let Some(r) = ratio(a, b) {
             println!("{label}: {:.1} %", r * 100.0);
+        }
+    }
+    // The runs with a working child, whatever `--stdio-work-us` was.
+    for (name, _) in &report.rows {
+        let Some(suffix) = name.strip_prefix("mcpgw-stdio-work") else {
+            continue;
+        };
+        if let Some(r) = ratio(name, &format!("stdio-direct-work{suffix}")) {
+            println!(
+                "stdio, child {suffix} µs/call: mcpgw over stdio child / direct stdio driver: {:.1} %",
+                r * 100.0
+            );
         }
     }
     if !report.figures.is_empty() {

@@ -55,6 +55,10 @@ struct Cli {
     /// Write the process id to this file.
     #[arg(long, global = true)]
     pid_file: Option<PathBuf>,
+    /// CPU time each tools/call costs, spent one call at a time before answering (the real
+    /// server is a single Node.js event loop). 0: answer at once.
+    #[arg(long, global = true, default_value_t = 0)]
+    work_us: u64,
 }
 
 #[derive(Subcommand)]
@@ -87,6 +91,9 @@ struct Mock {
     record: Option<Mutex<std::fs::File>>,
     sessions: Mutex<HashSet<String>>,
     next_server_id: AtomicU64,
+    /// `--work-us`; calls take turns on `busy` to spend it.
+    work: Duration,
+    busy: Mutex<()>,
 }
 
 fn log(message: &str) {
@@ -148,6 +155,18 @@ fn rpc_error(id: &Value, code: i64, message: impl Into<String>) -> Value {
 }
 
 impl Mock {
+    /// Spends `--work-us` of CPU, serialized across calls like a single-threaded server.
+    fn work(&self) {
+        if self.work.is_zero() {
+            return;
+        }
+        let _turn = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        let start = std::time::Instant::now();
+        while start.elapsed() < self.work {
+            std::hint::spin_loop();
+        }
+    }
+
     fn record_call(&self, tool: &Value, arguments: &Value) {
         let Some(file) = &self.record else { return };
         let mut line = json!({"tool": tool, "arguments": arguments}).to_string();
@@ -237,6 +256,7 @@ impl Mock {
             .cloned()
             .unwrap_or_else(|| json!({}));
         self.record_call(&name, &arguments);
+        self.work();
         if arguments.get("_mock_exit").and_then(Value::as_bool) == Some(true) {
             log("_mock_exit: exiting with status 3");
             std::process::exit(3);
@@ -552,6 +572,8 @@ fn run(cli: Cli) -> Result<(), String> {
         record,
         sessions: Mutex::new(HashSet::new()),
         next_server_id: AtomicU64::new(1),
+        work: Duration::from_micros(cli.work_us),
+        busy: Mutex::new(()),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -196,6 +196,7 @@ pub async fn run_http(
 pub async fn run_stdio_direct(
     mock: &std::path::Path,
     threads: usize,
+    work_us: u64,
     inflight: usize,
     warmup: Duration,
     measure: Duration,
@@ -206,7 +207,7 @@ pub async fn run_stdio_direct(
         cmd.env("TOKIO_WORKER_THREADS", threads.to_string());
     }
     let mut child = cmd
-        .arg("stdio")
+        .args(["--work-us", &work_us.to_string(), "stdio"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

@@ -121,8 +121,12 @@ pub fn start_mock_http(threads: usize) -> Result<Mock, String> {
 /// What `[upstream]` the gateway gets.
 pub enum Upstream {
     Http(SocketAddr),
-    /// The mock as a stdio child with this many tokio worker threads (0: default).
-    Stdio(usize),
+    /// The mock as a stdio child with this many tokio worker threads (0: default), spending
+    /// `work_us` of CPU per call (`mcpgw-mock --work-us`).
+    Stdio {
+        threads: usize,
+        work_us: u64,
+    },
 }
 
 /// Everything needed to write a gateway config.
@@ -170,8 +174,8 @@ pub fn write_gateway_config(
     }
     let upstream = match spec.upstream {
         Upstream::Http(addr) => format!("url = \"http://{addr}/mcp\"\n"),
-        Upstream::Stdio(threads) => format!(
-            "command = {:?}\nargs = [\"stdio\"]\n{}",
+        Upstream::Stdio { threads, work_us } => format!(
+            "command = {:?}\nargs = [\"--work-us\", \"{work_us}\", \"stdio\"]\n{}",
             sibling("mcpgw-mock")?.display().to_string(),
             if threads > 0 {
                 format!("env = {{ TOKIO_WORKER_THREADS = \"{threads}\" }}\n")
