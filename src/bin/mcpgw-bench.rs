@@ -300,14 +300,25 @@ async fn run(cli: Cli) -> Result<(), String> {
                 "\n  !!! nginx is not installed: the nginx scenario is SKIPPED (scripts/bench.sh installs it as root)\n"
             ),
             Some(_) => {
-                let nginx = setup::start_nginx(&dir, mock.addr, &cert, &key)?;
-                let target = Target {
-                    addr: nginx.addr,
-                    tls: Some(client_tls.clone()),
-                    token: None,
-                };
-                servers.push(("nginx", "nginx (TLS, 1 worker)", target, None));
-                _nginx = Some(nginx);
+                let mut started = Vec::new();
+                for (name, label, log) in [
+                    ("nginx", "nginx (TLS, no log)", None),
+                    (
+                        "nginx-log",
+                        "nginx (TLS, syslog)",
+                        Some(syslog.path.as_path()),
+                    ),
+                ] {
+                    let nginx = setup::start_nginx(&dir, mock.addr, &cert, &key, log)?;
+                    let target = Target {
+                        addr: nginx.addr,
+                        tls: Some(client_tls.clone()),
+                        token: None,
+                    };
+                    servers.push((name, label, target, None));
+                    started.push(nginx);
+                }
+                _nginx = Some(started);
             }
         }
     }
@@ -802,7 +813,7 @@ fn summary(report: &Report, conns: usize, lat_conns: usize, measure: Duration) {
         let direct = format!("direct{suffix}");
         for (q, label) in [(0.5, "p50"), (0.99, "p99")] {
             let get = |n: &str| added(&format!("{n}{suffix}"), &direct, q);
-            let parts: Vec<String> = ["floor", "mcpgw", "nginx"]
+            let parts: Vec<String> = ["floor", "mcpgw", "nginx", "nginx-log"]
                 .iter()
                 .filter_map(|n| get(n).map(|a| format!("{n} {a:+.0} µs")))
                 .collect();
@@ -813,7 +824,7 @@ fn summary(report: &Report, conns: usize, lat_conns: usize, measure: Duration) {
                 "added latency over direct, {label}, {load}: {}",
                 parts.join(", ")
             );
-            for other in ["floor", "nginx"] {
+            for other in ["floor", "nginx", "nginx-log"] {
                 if let (Some(m), Some(f)) = (get("mcpgw"), get(other)) {
                     let r = if f > 0.0 {
                         format!("{:.2}x", m / f)
@@ -831,6 +842,7 @@ fn summary(report: &Report, conns: usize, lat_conns: usize, measure: Duration) {
         ("mcpgw", "direct", "throughput mcpgw / direct"),
         ("mcpgw", "floor", "throughput mcpgw / floor"),
         ("mcpgw", "nginx", "throughput mcpgw / nginx"),
+        ("mcpgw", "nginx-log", "throughput mcpgw / nginx with syslog"),
         (
             "mcpgw-stdio",
             "stdio-direct",

@@ -255,26 +255,37 @@ pub fn nginx_binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// nginx in front of `upstream` with one worker per core; with `syslog`, it sends an access
+/// log line per request to that datagram socket, as mcpgw sends a decision line.
 pub fn start_nginx(
     dir: &TempDir,
     upstream: SocketAddr,
     cert_pem: &str,
     key_pem: &str,
+    syslog: Option<&Path>,
 ) -> Result<Nginx, String> {
     let bin = nginx_binary().ok_or("nginx is not installed")?;
-    let root = dir.path("nginx");
+    let root = dir.path(if syslog.is_some() {
+        "nginx-log"
+    } else {
+        "nginx"
+    });
     std::fs::create_dir_all(root.join("tmp")).map_err(|e| e.to_string())?;
     std::fs::write(root.join("cert.pem"), cert_pem).map_err(|e| e.to_string())?;
     std::fs::write(root.join("key.pem"), key_pem).map_err(|e| e.to_string())?;
     let port = free_port()?;
     let r = root.display();
+    let access_log = match syslog {
+        Some(path) => format!("syslog:server=unix:{},nohostname combined", path.display()),
+        None => "off".into(),
+    };
     let conf = format!(
-        r#"worker_processes 1;
+        r#"worker_processes auto;
 error_log {r}/error.log warn;
 pid {r}/nginx.pid;
 events {{ worker_connections 4096; }}
 http {{
-    access_log off;
+    access_log {access_log};
     client_body_temp_path {r}/tmp/body;
     proxy_temp_path {r}/tmp/proxy;
     fastcgi_temp_path {r}/tmp/fastcgi;
