@@ -31,7 +31,7 @@ pub(super) const SEND_TIMEOUT: Duration = Duration::from_millis(100);
 /// order.
 const LINGER: Duration = Duration::from_millis(20);
 /// Longest sleep between two polls while lingering.
-const MAX_POLL: Duration = Duration::from_micros(500);
+const MAX_POLL: Duration = Duration::from_millis(2);
 /// How often an idle, connected writer checks for unreported queue-full drops.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 /// Send buffer the socket gets at least, so a whole line fits in one datagram even where the
