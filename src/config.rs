@@ -988,6 +988,22 @@ mod tests {
     }
 
     #[test]
+    fn workers_default_to_auto_and_are_bounded() {
+        let auto = parsed(&text("", "")).expect("valid config");
+        assert_eq!(auto.listen.workers, 0, "0 = one per core");
+        let three = parsed(&text("workers = 3", "")).expect("valid config");
+        assert_eq!(three.listen.workers, 3);
+        let t = text("workers = 100", "");
+        let (err, at) = error_at(&t, "100");
+        assert_eq!(err.position, Some(at), "{err}");
+        assert!(
+            err.message
+                .contains("workers = 100 is out of range: it must be at least 0 and below 65"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn line_col_counts_from_one() {
         let text = "a = 1\nbé = x\n";
         assert_eq!(line_col(text, 0), (1, 1));
