@@ -271,23 +271,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     }
     let mut gateway = None;
     if want("mcpgw") {
-        let gw = setup::start_gateway(
-            &dir,
-            "http",
-            &GatewaySpec {
-                upstream: Upstream::Http(mock.addr),
-                listen: "127.0.0.1:0".parse().unwrap(), // ok: constant
-                identities: 1,
-                policy: None,
-                listen_extra: "",
-                syslog_socket: &syslog.path,
-            },
-        )?;
-        let target = Target {
-            addr: gw.addr,
-            tls: Some(mcpgw::client::tls_config(gw.files.cert_pem.as_bytes())?),
-            token: Some(gw.files.tokens[0].clone()),
-        };
+        let (gw, target) = bench_gateway(&dir, "http", Upstream::Http(mock.addr), &syslog.path)?;
         tokio::time::sleep(Duration::from_millis(300)).await;
         report.figure("mcpgw RSS idle after start", mib(gw.proc.rss_kib()));
         servers.push(("mcpgw", "mcpgw (TLS, policy)", target, Some(gw.proc.pid())));
@@ -364,26 +348,12 @@ async fn run(cli: Cli) -> Result<(), String> {
             } else {
                 format!("-work{work_us}")
             };
-            let gw = setup::start_gateway(
-                &dir,
-                &format!("stdio{suffix}"),
-                &GatewaySpec {
-                    upstream: Upstream::Stdio {
-                        threads: cli.mock_threads,
-                        work_us,
-                    },
-                    listen: "127.0.0.1:0".parse().unwrap(), // ok: constant
-                    identities: 1,
-                    policy: None,
-                    listen_extra: "",
-                    syslog_socket: &syslog.path,
-                },
-            )?;
-            let target = Target {
-                addr: gw.addr,
-                tls: Some(mcpgw::client::tls_config(gw.files.cert_pem.as_bytes())?),
-                token: Some(gw.files.tokens[0].clone()),
+            let upstream = Upstream::Stdio {
+                threads: cli.mock_threads,
+                work_us,
             };
+            let (_gw, target) =
+                bench_gateway(&dir, &format!("stdio{suffix}"), upstream, &syslog.path)?;
             let child = format!("child {work_us} µs/call");
             for _ in 0..cli.rounds.max(1) {
                 let s = load::run_stdio_direct(
@@ -749,6 +719,34 @@ async fn startup(
         ),
     );
     Ok(())
+}
+
+/// A gateway with the bench policy and one identity in front of `upstream`, and the target
+/// that reaches it over TLS as that identity.
+fn bench_gateway(
+    dir: &TempDir,
+    name: &str,
+    upstream: Upstream,
+    syslog: &std::path::Path,
+) -> Result<(setup::Gateway, Target), String> {
+    let gw = setup::start_gateway(
+        dir,
+        name,
+        &GatewaySpec {
+            upstream,
+            listen: "127.0.0.1:0".parse().unwrap(), // ok: constant
+            identities: 1,
+            policy: None,
+            listen_extra: "",
+            syslog_socket: syslog,
+        },
+    )?;
+    let target = Target {
+        addr: gw.addr,
+        tls: Some(mcpgw::client::tls_config(gw.files.cert_pem.as_bytes())?),
+        token: Some(gw.files.tokens[0].clone()),
+    };
+    Ok((gw, target))
 }
 
 fn sizes(report: &mut Report) -> Result<(), String> {
