@@ -419,6 +419,40 @@ async fn slowloris_connections_are_cut_and_others_served() {
     );
 }
 
+#[tokio::test]
+async fn agent_hanging_up_mid_call_still_leaves_a_decision_record() {
+    let gw = Gateway::start_with(Options::default());
+    let mut agent = gw.agent().await;
+    let call = tokio::spawn(async move {
+        agent
+            .call_tool("firewall_list_rules", json!({"_mock_sleep_ms": 60000}))
+            .await
+    });
+    let reached = wait_until(Duration::from_secs(10), || {
+        gw.upstream_calls()
+            .iter()
+            .any(|c| c.1.get("_mock_sleep_ms").is_some())
+    })
+    .await;
+    assert!(reached, "the call never reached the upstream");
+    // The agent goes away while its allowed call is upstream: the connection closes and the
+    // gateway drops the request. The call may have run, so it must still be on record.
+    call.abort();
+    let _ = call.await;
+    let logged = wait_until(Duration::from_secs(10), || {
+        gw.syslog_lines(0, Duration::ZERO).iter().any(|l| {
+            let m = msg_of(l);
+            m.contains("tool=firewall_list_rules") && m.contains("upstream=abandoned")
+        })
+    })
+    .await;
+    assert!(
+        logged,
+        "no abandoned decision line: {:?}",
+        gw.syslog_lines(0, Duration::ZERO)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn connection_flood_is_refused_then_service_recovers() {
     const CAP: usize = 8;

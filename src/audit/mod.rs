@@ -76,7 +76,9 @@ pub struct DecisionRecord {
     /// The rule that made the decision, e.g. `tools.openvpn_disconnect_client.limits[0]`.
     pub rule: Option<String>,
     pub reason: Option<String>,
-    /// `ok`, `error` (a JSON-RPC error from upstream), `timeout`, `unavailable`; `None` when not forwarded.
+    /// `ok`, `error` (a JSON-RPC error from upstream), `timeout`, `unavailable`, `died`,
+    /// `protocol-error`, `cancelled`, `cached` (initialize), `abandoned` (the agent hung up or
+    /// the gateway stopped while the call was upstream); `None` when not forwarded.
     pub upstream: Option<String>,
     /// Time from the request arriving to the answer, in microseconds.
     pub latency_us: Option<u64>,

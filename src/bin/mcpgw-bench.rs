@@ -324,7 +324,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     }
     if let Some(gw) = &gateway {
         report.figure(
-            "mcpgw syslog lines received during the load runs",
+            "syslog lines received during the load runs (mcpgw and nginx-log)",
             format!("{}", syslog.lines.load(Ordering::Relaxed) - logged),
         );
         report.figure("mcpgw RSS after its load runs", mib(gw.proc.rss_kib()));

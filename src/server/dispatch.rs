@@ -102,19 +102,49 @@ async fn request(
     let mut record = DecisionRecord::new(Verdict::Deny, method);
     record.identity = Some(ctx.identity.name.clone());
     record.source = Some(ctx.source);
-    let reply = decide_and_answer(
+    let mut pending = PendingRecord {
         shared,
-        runtime,
-        ctx,
-        &id,
-        method,
-        params.as_ref(),
-        &mut record,
-    )
-    .await;
-    record.latency_us = Some(ctx.started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64);
-    shared.auditor.record(record);
+        started: ctx.started,
+        record: None,
+    };
+    let record = pending.record.insert(record);
+    let reply = decide_and_answer(shared, runtime, ctx, &id, method, params.as_ref(), record).await;
+    pending.send();
     reply
+}
+
+/// The decision record of a request in progress. It is sent when the request ends, and also
+/// when its future is dropped half way: an agent that hangs up, or a shutdown that ends a
+/// worker, while a forwarded call is upstream. The record then says `upstream=abandoned`,
+/// since the call may have run.
+struct PendingRecord<'a> {
+    shared: &'a Shared,
+    started: Instant,
+    record: Option<DecisionRecord>,
+}
+
+impl PendingRecord<'_> {
+    /// Sends the record of a request that ran to its end.
+    fn send(&mut self) {
+        if let Some(mut record) = self.record.take() {
+            record.latency_us = Some(micros(self.started));
+            self.shared.auditor.record(record);
+        }
+    }
+}
+
+impl Drop for PendingRecord<'_> {
+    fn drop(&mut self) {
+        // Still here: the future was dropped, and its only await is the upstream call.
+        if let Some(record) = self.record.as_mut() {
+            record.upstream.get_or_insert_with(|| "abandoned".into());
+        }
+        self.send();
+    }
+}
+
+fn micros(since: Instant) -> u64 {
+    since.elapsed().as_micros().min(u128::from(u64::MAX)) as u64
 }
 
 async fn decide_and_answer(

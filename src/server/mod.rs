@@ -178,7 +178,15 @@ async fn run_with(path: &Path, config: Config, auditor: Auditor) -> Result<(), S
     };
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     // Workers watch the socket with their own runtimes.
-    let listener = listener.into_std().map_err(|e| e.to_string())?;
+    let listener = match listener.into_std() {
+        Ok(l) => l,
+        Err(e) => {
+            upstream.shutdown().await;
+            return Err(format!(
+                "cannot hand the listening socket to the workers: {e}"
+            ));
+        }
+    };
     let scheme = if runtime.tls.is_some() {
         "https"
     } else {
@@ -195,10 +203,9 @@ async fn run_with(path: &Path, config: Config, auditor: Auditor) -> Result<(), S
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker_count = workers::count(shared.listen.workers);
-    let workers = match workers::start(&shared, &listener, worker_count, &stop_rx).await {
+    let workers = match workers::start(&shared, &listener, worker_count, &stop_tx).await {
         Ok(w) => w,
         Err(e) => {
-            let _ = stop_tx.send(true);
             upstream.shutdown().await;
             return Err(e);
         }
@@ -225,7 +232,7 @@ async fn run_with(path: &Path, config: Config, auditor: Auditor) -> Result<(), S
 }
 
 /// Waits for SIGTERM/SIGINT (returns) and handles SIGHUP (reload) meanwhile.
-async fn signals(path: &Path, shared: &Shared) {
+async fn signals(path: &Path, shared: &Arc<Shared>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -244,7 +251,12 @@ async fn signals(path: &Path, shared: &Shared) {
         tokio::select! {
             _ = term.recv() => return,
             _ = int.recv() => return,
-            _ = hup.recv() => reload(path, shared),
+            _ = hup.recv() => {
+                // Parsing, certificate loading and policy compilation take milliseconds; off
+                // this thread, they never hold up the stdio upstream's pipes it serves.
+                let (path, shared) = (path.to_path_buf(), shared.clone());
+                let _ = tokio::task::spawn_blocking(move || reload(&path, &shared)).await;
+            }
         }
     }
 }
@@ -254,6 +266,15 @@ pub fn reload(path: &Path, shared: &Shared) {
     let outcome = config::load(path)
         .map_err(|e| e.to_string())
         .and_then(|config| {
+            if config.listen.workers != shared.listen.workers {
+                shared.auditor.event(
+                    Severity::Warning,
+                    format!(
+                        "reload: listen.workers changed to {}; it takes effect after a restart",
+                        config.listen.workers
+                    ),
+                );
+            }
             if config.listen.address != shared.listen.address {
                 shared.auditor.event(
                     Severity::Warning,

@@ -34,54 +34,73 @@ pub fn count(configured: usize) -> usize {
 
 /// Running workers; [`Workers::join`] waits until they have stopped.
 pub struct Workers {
-    done: Vec<oneshot::Receiver<Result<(), String>>>,
+    /// One per worker: its result, sent as its thread ends.
+    results: Vec<oneshot::Receiver<Result<(), String>>>,
 }
 
 /// Starts `count` workers on clones of `listener` (a bound, non-blocking socket) and returns
-/// once every one of them is accepting, or with the first one's error. They stop accepting
-/// when `stop` turns true and end once their open requests have finished.
+/// once every one of them is accepting. They stop accepting when `stop` turns true and end
+/// once their open requests have finished. If one cannot start, the others are stopped and
+/// waited for, and its error is returned.
 pub async fn start(
     shared: &Arc<Shared>,
     listener: &std::net::TcpListener,
     count: usize,
-    stop: &watch::Receiver<bool>,
+    stop: &watch::Sender<bool>,
 ) -> Result<Workers, String> {
-    let mut done = Vec::with_capacity(count);
+    let mut workers = Workers {
+        results: Vec::with_capacity(count),
+    };
     let mut ready = Vec::with_capacity(count);
     for index in 0..count {
-        let socket = listener
-            .try_clone()
-            .map_err(|e| format!("cannot share the listening socket with worker {index}: {e}"))?;
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let (finished, finished_rx) = oneshot::channel();
-        let shared = shared.clone();
-        let stop = stop.clone();
-        std::thread::Builder::new()
-            .name(format!("mcpgw-worker-{index}"))
-            .spawn(move || {
-                let _ = finished.send(serve(shared, socket, stop, ready_tx));
-            })
-            .map_err(|e| format!("cannot start connection worker {index}: {e}"))?;
-        ready.push(ready_rx);
-        done.push(finished_rx);
+        match spawn(index, shared, listener, stop.subscribe()) {
+            Ok((ready_rx, result_rx)) => {
+                ready.push(ready_rx);
+                workers.results.push(result_rx);
+            }
+            Err(e) => return Err(workers.abandon(stop, e).await),
+        }
     }
     for (index, ready) in ready.into_iter().enumerate() {
         if ready.await.is_err() {
-            // It ended before it could accept; its result says why. Workers that did start
-            // stop with the caller's `stop`.
-            let why = match done.swap_remove(index).await {
+            // It ended before it could accept; its result says why.
+            let why = match workers.results.swap_remove(index).await {
                 Ok(Err(e)) => e,
                 _ => "it stopped unexpectedly".to_string(),
             };
-            return Err(format!("connection worker {index} did not start: {why}"));
+            let e = format!("connection worker {index} did not start: {why}");
+            return Err(workers.abandon(stop, e).await);
         }
     }
-    let workers = Workers { done };
     Ok(workers)
 }
 
+type Spawned = (oneshot::Receiver<()>, oneshot::Receiver<Result<(), String>>);
+
+/// Starts worker `index`'s thread; returns when it is accepting and when it has ended.
+fn spawn(
+    index: usize,
+    shared: &Arc<Shared>,
+    listener: &std::net::TcpListener,
+    stop: watch::Receiver<bool>,
+) -> Result<Spawned, String> {
+    let socket = listener
+        .try_clone()
+        .map_err(|e| format!("cannot share the listening socket with worker {index}: {e}"))?;
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let (result_tx, result_rx) = oneshot::channel();
+    let shared = shared.clone();
+    std::thread::Builder::new()
+        .name(format!("mcpgw-worker-{index}"))
+        .spawn(move || {
+            let _ = result_tx.send(run_worker(shared, socket, stop, ready_tx));
+        })
+        .map_err(|e| format!("cannot start connection worker {index}: {e}"))?;
+    Ok((ready_rx, result_rx))
+}
+
 /// One worker's life: its own runtime, its own accept loop on the shared socket.
-fn serve(
+fn run_worker(
     shared: Arc<Shared>,
     socket: std::net::TcpListener,
     stop: watch::Receiver<bool>,
@@ -104,8 +123,8 @@ impl Workers {
     /// Waits for every worker to end; the errors of those that failed, one per line.
     pub async fn join(self) -> Result<(), String> {
         let mut errors = Vec::new();
-        for (index, done) in self.done.into_iter().enumerate() {
-            match done.await {
+        for (index, result) in self.results.into_iter().enumerate() {
+            match result.await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => errors.push(format!("worker {index}: {e}")),
                 // The thread ended without reporting: it panicked (tests; release aborts).
@@ -117,5 +136,12 @@ impl Workers {
         } else {
             Err(errors.join("\n"))
         }
+    }
+
+    /// Stops the workers started so far and waits for them; returns `error` (the reason).
+    async fn abandon(self, stop: &watch::Sender<bool>, error: String) -> String {
+        let _ = stop.send(true);
+        let _ = self.join().await;
+        error
     }
 }

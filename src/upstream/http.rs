@@ -6,7 +6,7 @@
 //! `data:` event carrying our id is the answer (other events are reported and skipped; server
 //! requests on the stream are refused with a POSTed error response).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -45,17 +45,17 @@ const MAX_IDLE: usize = 32;
 /// on the thread that opened it, so reusing it from that same thread wakes no other thread.
 const SHARDS: usize = 8;
 
-/// This thread's idle list.
+/// Idle connections older than this are closed rather than reused (servers time them out).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// This thread's idle list: threads are numbered as they first ask.
 fn shard() -> usize {
-    use std::sync::atomic::AtomicUsize;
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
     }
     SHARD.with(|s| *s)
 }
-/// Idle connections older than this are closed rather than reused (servers time them out).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One HTTP/1.1 connection to the upstream, ready for its next request.
 type Conn = http1::SendRequest<Full<Bytes>>;
@@ -74,9 +74,9 @@ enum SendError {
 }
 
 /// Keep-alive HTTP/1.1 connections to the one upstream address (TCP_NODELAY), handed out
-/// most recently used first, from the calling thread's own idle list. A connection is reused only after its previous response body was
-/// read to the end; one that was not (an abandoned SSE stream, an error) is simply dropped,
-/// which closes it.
+/// most recently used first, from the calling thread's own idle list. A connection is reused
+/// only after its previous response body was read to the end; one that was not (an abandoned
+/// SSE stream, an error) is simply dropped, which closes it.
 struct Pool {
     /// `host:port` to connect to.
     addr: String,

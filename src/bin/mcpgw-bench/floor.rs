@@ -8,7 +8,8 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-/// A forwarder on its own multi-thread runtime (2 workers, like mcpgw's default on 2 cores).
+/// A forwarder on its own multi-thread runtime (2 workers, work stealing). mcpgw uses one
+/// single-threaded runtime per core instead, so the floor pays a thread hand-off mcpgw avoids.
 pub struct Floor {
     pub addr: SocketAddr,
     runtime: Option<tokio::runtime::Runtime>,
