@@ -612,6 +612,22 @@ async fn sigterm_stops_the_gateway_and_its_upstream_child() {
     let status = gw.stop().expect("stopped within 10 s");
     assert!(status.success(), "{status}");
     assert!(!alive(child), "the upstream child is gone");
+    // The admin's log says it was an orderly stop, not a fault. "stopped" is the gateway's
+    // last line; the harness collects lines asynchronously, so wait (bounded) for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut lines = gw.syslog_lines(0, Duration::ZERO);
+    while !lines.iter().any(|l| msg_of(l) == "stopped") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        lines = gw.syslog_lines(0, Duration::ZERO);
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("upstream=stopped")),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("fault=upstream-exited")),
+        "{lines:?}"
+    );
 }
 
 #[tokio::test]

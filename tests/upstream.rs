@@ -293,8 +293,18 @@ async fn stdio_shutdown_terminates_a_child_that_ignores_eof() {
         matches!(after, Err(UpstreamError::Unavailable(_))),
         "{after:?}"
     );
-    let e = wait_event(&mut events, |e| matches!(e, UpstreamEvent::Exited { .. })).await;
-    assert!(matches!(e, UpstreamEvent::Exited { pending: 0, .. }));
+    // An orderly stop is reported as such, not as the child dying.
+    let e = wait_event(&mut events, |e| {
+        matches!(
+            e,
+            UpstreamEvent::Stopped { .. } | UpstreamEvent::Exited { .. }
+        )
+    })
+    .await;
+    assert!(
+        matches!(e, UpstreamEvent::Stopped { pending: 0, .. }),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]

@@ -334,6 +334,10 @@ async fn report_upstream_events(mut rx: mpsc::UnboundedReceiver<UpstreamEvent>, 
                     pid.map_or("-".into(), |p| p.to_string())
                 ),
             ),
+            UpstreamEvent::Stopped { status, pending } => (
+                Severity::Notice,
+                format!("upstream=stopped status=\"{status}\" pending_failed={pending}"),
+            ),
             UpstreamEvent::Exited { status, pending } => (
                 Severity::Error,
                 format!("fault=upstream-exited status=\"{status}\" pending_failed={pending}"),

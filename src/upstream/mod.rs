@@ -88,8 +88,10 @@ impl std::error::Error for UpstreamError {}
 pub enum UpstreamEvent {
     /// The upstream was (re)started and initialized (`pid` is `None` for HTTP).
     Started { pid: Option<u32> },
-    /// The child exited; `pending` calls were answered with [`UpstreamError::Died`].
+    /// The child exited on its own; `pending` calls were answered with [`UpstreamError::Died`].
     Exited { status: String, pending: usize },
+    /// The child was stopped by the gateway's shutdown; `pending` calls were failed.
+    Stopped { status: String, pending: usize },
     /// The child will be restarted after this delay.
     Restarting { after: Duration },
     /// A stdout line that is not a JSON-RPC message (skipped).

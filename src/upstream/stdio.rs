@@ -487,7 +487,7 @@ async fn stop(shared: &Shared, mut run: Running) {
     };
     shared
         .common
-        .event(UpstreamEvent::Exited { status, pending });
+        .event(UpstreamEvent::Stopped { status, pending });
 }
 
 async fn write_stdin(stdin: ChildStdin, mut rx: mpsc::UnboundedReceiver<String>) {
