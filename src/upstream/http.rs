@@ -193,6 +193,9 @@ struct Shared {
     session: Mutex<Session>,
     reinit: tokio::sync::Mutex<()>,
     stopped: AtomicBool,
+    /// The runtime the upstream was started on (the gateway's main one). Cancellations are
+    /// sent from there: a worker's runtime may be shutting down when a call is dropped.
+    home: tokio::runtime::Handle,
 }
 
 /// The HTTP transport of [`super::Upstream`].
@@ -226,6 +229,7 @@ impl HttpUpstream {
             session: Mutex::new(Session::default()),
             reinit: tokio::sync::Mutex::new(()),
             stopped: AtomicBool::new(false),
+            home: tokio::runtime::Handle::current(),
         });
         let timeout = shared.common.call_timeout;
         match tokio::time::timeout(timeout, shared.initialize()).await {
@@ -320,12 +324,9 @@ impl Drop for CancelGuard {
         if !self.armed {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let shared = self.shared.clone();
         let message = Bytes::from(cancelled(self.id, self.reason));
-        runtime.spawn(async move {
+        self.shared.home.clone().spawn(async move {
             let timeout = shared.common.call_timeout;
             let _ = tokio::time::timeout(timeout, shared.send_message(message)).await;
         });
