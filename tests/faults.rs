@@ -54,6 +54,16 @@ async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 /// Zombie children of `pid` (state Z in /proc).
+/// Waits (bounded) until a call with `_mock_sleep_ms` has reached the mock upstream.
+async fn sleeping_call_reached(gw: &Gateway) -> bool {
+    wait_until(Duration::from_secs(10), || {
+        gw.upstream_calls()
+            .iter()
+            .any(|c| c.1.get("_mock_sleep_ms").is_some())
+    })
+    .await
+}
+
 fn zombie_children(pid: u32) -> Vec<i32> {
     let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -205,14 +215,10 @@ async fn hanging_upstream_call_times_out_and_others_are_served() {
         )
         .await
     });
-    // Wait until the hanging call has reached the upstream.
-    let reached = wait_until(Duration::from_secs(10), || {
-        gw.upstream_calls()
-            .iter()
-            .any(|c| c.1.get("_mock_sleep_ms").is_some())
-    })
-    .await;
-    assert!(reached, "the slow call never reached the upstream");
+    assert!(
+        sleeping_call_reached(&gw).await,
+        "the slow call never reached the upstream"
+    );
     for i in 0..3 {
         let r = bounded_call(&mut fast, "firewall_list_rules", json!({"i": i})).await;
         assert!(is_success(&r), "{r}");
@@ -428,13 +434,10 @@ async fn agent_hanging_up_mid_call_still_leaves_a_decision_record() {
             .call_tool("firewall_list_rules", json!({"_mock_sleep_ms": 60000}))
             .await
     });
-    let reached = wait_until(Duration::from_secs(10), || {
-        gw.upstream_calls()
-            .iter()
-            .any(|c| c.1.get("_mock_sleep_ms").is_some())
-    })
-    .await;
-    assert!(reached, "the call never reached the upstream");
+    assert!(
+        sleeping_call_reached(&gw).await,
+        "the call never reached the upstream"
+    );
     // The agent goes away while its allowed call is upstream: the connection closes and the
     // gateway drops the request. The call may have run, so it must still be on record.
     call.abort();
