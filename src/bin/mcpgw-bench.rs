@@ -6,8 +6,10 @@
 //! - floor:  client -> in-process TLS-terminating L4 forwarder -> mock (the least a TLS
 //!   gateway can cost);
 //! - mcpgw:  client -> `mcpgw run` (TLS, ~150-rule policy, limiter on the called tool) -> mock;
-//! - nginx:  client -> nginx (TLS, proxy_pass with upstream keepalive, 1 worker) -> mock;
-//! - stdio:  mcpgw over the mock as a stdio child vs a driver on the mock's stdio directly.
+//! - nginx:  client -> nginx (TLS, proxy_pass with upstream keepalive, a worker per core)
+//!   -> mock; nginx-log: the same with an access line per request to the syslog sink;
+//! - stdio:  mcpgw over the mock as a stdio child vs a driver on the mock's stdio directly,
+//!   with a child that answers at once and one that spends `--stdio-work-us` per call.
 //!
 //! Then memory (RSS idle, with 1,000 sessions, after 100,000 rate-limit keys), start-up time
 //! to the first TLS handshake, binary sizes, and the cost of one policy decision.

@@ -6,63 +6,83 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-/// A forwarder on its own multi-thread runtime (2 workers, work stealing). mcpgw uses one
-/// single-threaded runtime per core instead, so the floor pays a thread hand-off mcpgw avoids.
+/// A forwarder threaded the way mcpgw is: as many threads as mcpgw's default workers, each a
+/// single-threaded runtime accepting on one shared socket and serving its connections itself.
 pub struct Floor {
     pub addr: SocketAddr,
-    runtime: Option<tokio::runtime::Runtime>,
+    stop: watch::Sender<bool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Floor {
     pub fn start(config: Arc<rustls::ServerConfig>, upstream: SocketAddr) -> Result<Floor, String> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("floor")
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        // Bound here (std) and handed over: the caller may itself be inside a runtime.
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         std_listener
             .set_nonblocking(true)
             .map_err(|e| e.to_string())?;
         let addr = std_listener.local_addr().map_err(|e| e.to_string())?;
         let acceptor = TlsAcceptor::from(config);
-        runtime.spawn(async move {
-            let Ok(listener) = TcpListener::from_std(std_listener) else {
-                return;
-            };
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    continue;
-                };
-                let _ = tcp.set_nodelay(true);
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(mut tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let Ok(mut up) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    let _ = up.set_nodelay(true);
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
-                });
-            }
-        });
+        let (stop, _) = watch::channel(false);
+        let mut threads = Vec::new();
+        for _ in 0..mcpgw::server::workers::count(0) {
+            let socket = std_listener.try_clone().map_err(|e| e.to_string())?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let (acceptor, mut stopped) = (acceptor.clone(), stop.subscribe());
+            let thread = std::thread::Builder::new()
+                .name("floor".into())
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        let Ok(listener) = TcpListener::from_std(socket) else {
+                            return;
+                        };
+                        tokio::select! {
+                            _ = accept_loop(listener, acceptor, upstream) => {}
+                            _ = stopped.wait_for(|s| *s) => {}
+                        }
+                    });
+                })
+                .map_err(|e| e.to_string())?;
+            threads.push(thread);
+        }
         Ok(Floor {
             addr,
-            runtime: Some(runtime),
+            stop,
+            threads,
         })
+    }
+}
+
+async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, upstream: SocketAddr) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let Ok(mut tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let Ok(mut up) = TcpStream::connect(upstream).await else {
+                return;
+            };
+            let _ = up.set_nodelay(true);
+            let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+        });
     }
 }
 
 impl Drop for Floor {
     fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
+        let _ = self.stop.send(true);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
         }
     }
 }
