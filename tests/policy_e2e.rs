@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::Gateway;
+use support::{Gateway, Options};
 
 const ARGS_POLICY: &str = r#"
 [policy]
@@ -115,7 +115,11 @@ async fn shadow_mode_lets_calls_through_and_logs_what_it_would_deny() {
 
 #[tokio::test]
 async fn reload_under_traffic_keeps_serving_and_ends_on_the_last_valid_policy() {
-    let gw = Gateway::start(support::DEFAULT_POLICY);
+    // Agents on any of three worker threads read the policy while reloads swap it.
+    let gw = Gateway::start_with(Options {
+        listen_extra: "workers = 3\n".into(),
+        ..Options::default()
+    });
     let valid_a = std::fs::read_to_string(gw.path("mcpgw.toml")).unwrap();
     // B additionally allows firewall_get_rule; both allow firewall_list_rules.
     let valid_b = valid_a.replace(
