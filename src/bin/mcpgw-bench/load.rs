@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use mcpgw::client::McpClient;
 use rustls::ClientConfig;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::process::Command;
 use tokio::sync::Barrier;
 
@@ -191,6 +191,21 @@ pub async fn run_http(
     Ok(Stats::merge(parts, measure.as_secs_f64()))
 }
 
+/// Writes the tools/call line with `id` (buffered) and notes when it was sent.
+async fn send_call<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    pending: &mut HashMap<u64, Instant>,
+    id: u64,
+    tool: &str,
+) -> Result<(), String> {
+    pending.insert(id, Instant::now());
+    let mut line = call_body(id, tool);
+    line.push('\n');
+    w.write_all(line.as_bytes())
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// The mock as a stdio child driven directly: initialize, then keep `inflight` tools/call
 /// requests outstanding (unique ids), for `warmup` + `measure`.
 pub async fn run_stdio_direct(
@@ -214,8 +229,11 @@ pub async fn run_stdio_direct(
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot start the mock: {e}"))?;
-    let mut w = BufWriter::new(child.stdin.take().unwrap());
-    let mut r = BufReader::new(child.stdout.take().unwrap());
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err("the mock was started without stdio pipes".into());
+    };
+    let mut w = BufWriter::new(stdin);
+    let mut r = BufReader::new(stdout);
     let mut line = String::new();
     w.write_all(
         br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}
@@ -238,11 +256,7 @@ pub async fn run_stdio_direct(
     let start = started + warmup;
     let end = start + measure;
     for _ in 0..inflight {
-        pending.insert(next, Instant::now());
-        w.write_all(call_body(next, tool).as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        w.write_all(b"\n").await.map_err(|e| e.to_string())?;
+        send_call(&mut w, &mut pending, next, tool).await?;
         next += 1;
     }
     w.flush().await.map_err(|e| e.to_string())?;
@@ -282,11 +296,7 @@ pub async fn run_stdio_direct(
             stopping = true;
         }
         if !stopping {
-            pending.insert(next, Instant::now());
-            w.write_all(call_body(next, tool).as_bytes())
-                .await
-                .map_err(|e| e.to_string())?;
-            w.write_all(b"\n").await.map_err(|e| e.to_string())?;
+            send_call(&mut w, &mut pending, next, tool).await?;
             next += 1;
         }
         if r.buffer().is_empty() || stopping {
