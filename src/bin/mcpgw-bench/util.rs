@@ -65,7 +65,10 @@ impl Proc {
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {name}: {e}"))?;
-        let stderr = child.stderr.take().expect("piped stderr");
+        let Some(stderr) = child.stderr.take() else {
+            let _ = child.kill();
+            return Err(format!("{name} was started without a stderr pipe"));
+        };
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
         let (tx, rx) = mpsc::channel();
@@ -77,7 +80,7 @@ impl Proc {
                 {
                     let _ = tx.send(rest.to_string());
                 }
-                let mut l = sink.lock().unwrap();
+                let mut l = sink.lock().unwrap_or_else(|p| p.into_inner());
                 if l.len() < 1000 {
                     l.push(line);
                 }
@@ -96,7 +99,7 @@ impl Proc {
                 let status = proc.child.try_wait().ok().flatten();
                 Err(format!(
                     "{name} did not become ready in {wait:?} (status {status:?}); stderr: {:?}",
-                    proc.stderr.lock().unwrap()
+                    proc.stderr.lock().unwrap_or_else(|p| p.into_inner())
                 ))
             }
         }
