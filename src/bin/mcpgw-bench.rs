@@ -86,6 +86,9 @@ struct Cli {
     /// Tokio worker threads of the HTTP mock upstream (0: tokio's default, one per core).
     #[arg(long, default_value_t = 1)]
     mock_threads: usize,
+    /// mcpgw's `listen.workers` in the load scenarios (0: its default, one per core up to 4).
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
     /// Start mcpgw with this command instead of the release binary next to this one
     /// (whitespace-separated), e.g. "valgrind --tool=callgrind --callgrind-out-file=cg.out
     /// target/prof/release/mcpgw".
@@ -162,8 +165,11 @@ fn mib(kib: Option<u64>) -> String {
 }
 
 fn print_row(name: &str, s: &Stats) {
+    let cpu = s
+        .cpu_per_call_us()
+        .map_or(String::new(), |c| format!(", server CPU {c:.0} µs/call"));
     println!(
-        "  {name:<30} {:>9.0} req/s  p50 {:>6} µs  p99 {:>6} µs  p99.9 {:>6} µs  ({} requests, {} errors)",
+        "  {name:<30} {:>9.0} req/s  p50 {:>6} µs  p99 {:>6} µs  p99.9 {:>6} µs  ({} requests, {} errors{cpu})",
         s.rps(),
         s.pct(0.50),
         s.pct(0.99),
@@ -246,14 +252,14 @@ async fn run(cli: Cli) -> Result<(), String> {
 
     // Every server is started first; the rounds then run the scenarios interleaved, so
     // background noise on this shared machine falls on all of them alike. Figures pool rounds.
-    let mut servers = Vec::<(&str, &str, Target, Option<i32>)>::new();
+    let mut servers = Vec::<Server>::new();
     if want("direct") {
         let target = Target {
             addr: mock.addr,
             tls: None,
             token: None,
         };
-        servers.push(("direct", "direct (HTTP)", target, None));
+        servers.push(Server::new("direct", "direct (HTTP)", target, None));
     }
     let mut _floor = None;
     if want("floor") {
@@ -268,15 +274,26 @@ async fn run(cli: Cli) -> Result<(), String> {
             tls: Some(client_tls.clone()),
             token: None,
         };
-        servers.push(("floor", "floor (TLS L4 fwd)", target, None));
+        let mut server = Server::new("floor", "floor (TLS L4 fwd)", target, None);
+        server.cpu = Some(util::CpuProbe::Threads("floor"));
+        servers.push(server);
         _floor = Some(floor);
     }
     let mut gateway = None;
     if want("mcpgw") {
-        let (gw, target) = bench_gateway(&dir, "http", Upstream::Http(mock.addr), &syslog.path)?;
+        let (gw, target) = bench_gateway(
+            &dir,
+            "http",
+            Upstream::Http(mock.addr),
+            &syslog.path,
+            cli.workers,
+        )?;
         tokio::time::sleep(Duration::from_millis(300)).await;
         report.figure("mcpgw RSS idle after start", mib(gw.proc.rss_kib()));
-        servers.push(("mcpgw", "mcpgw (TLS, policy)", target, Some(gw.proc.pid())));
+        let pid = gw.proc.pid();
+        let mut server = Server::new("mcpgw", "mcpgw (TLS, policy)", target, Some(pid));
+        server.cpu = Some(util::CpuProbe::Process(pid));
+        servers.push(server);
         gateway = Some(gw);
     }
     let mut _nginx = None;
@@ -301,7 +318,9 @@ async fn run(cli: Cli) -> Result<(), String> {
                         tls: Some(client_tls.clone()),
                         token: None,
                     };
-                    servers.push((name, label, target, None));
+                    let mut server = Server::new(name, label, target, None);
+                    server.cpu = Some(util::CpuProbe::ProcessTree(nginx.proc.pid()));
+                    servers.push(server);
                     started.push(nginx);
                 }
                 _nginx = Some(started);
@@ -316,12 +335,12 @@ async fn run(cli: Cli) -> Result<(), String> {
             cli.rounds.max(1),
             loadavg()
         );
-        for (name, label, target, pid) in &servers {
-            let perf = match (round, pid, cli.perf_record.as_deref()) {
-                (0, Some(pid), Some(out)) => Some((out, *pid)),
+        for server in &servers {
+            let perf = match (round, server.perf_pid, cli.perf_record.as_deref()) {
+                (0, Some(pid), Some(out)) => Some((out, pid)),
                 _ => None,
             };
-            scenario(&mut report, &params, name, label, target, perf).await?;
+            scenario(&mut report, &params, server, perf).await?;
         }
     }
     if let Some(gw) = &gateway {
@@ -354,8 +373,13 @@ async fn run(cli: Cli) -> Result<(), String> {
                 threads: cli.mock_threads,
                 work_us,
             };
-            let (_gw, target) =
-                bench_gateway(&dir, &format!("stdio{suffix}"), upstream, &syslog.path)?;
+            let (_gw, target) = bench_gateway(
+                &dir,
+                &format!("stdio{suffix}"),
+                upstream,
+                &syslog.path,
+                cli.workers,
+            )?;
             let child = format!("child {work_us} µs/call");
             for _ in 0..cli.rounds.max(1) {
                 let s = load::run_stdio_direct(
@@ -370,7 +394,9 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .await?;
                 print_row(&format!("stdio direct driver x{conns}, {child}"), &s);
                 report.add(&format!("stdio-direct{suffix}"), s);
-                let s = load::run_http(&target, conns, warmup, measure, BENCH_TOOL).await?;
+                let cpu = util::CpuProbe::Process(_gw.proc.pid());
+                let s =
+                    load::run_http(&target, conns, warmup, measure, BENCH_TOOL, Some(&cpu)).await?;
                 print_row(&format!("mcpgw over stdio child x{conns}, {child}"), &s);
                 report.add(&format!("mcpgw-stdio{suffix}"), s);
             }
@@ -419,28 +445,56 @@ struct Params {
     measure: Duration,
 }
 
+/// A server an HTTP scenario loads.
+struct Server {
+    name: &'static str,
+    label: &'static str,
+    target: Target,
+    /// The process `--perf-record` profiles.
+    perf_pid: Option<i32>,
+    /// Whose CPU time is the server's (none for direct: the mock is not under test).
+    cpu: Option<util::CpuProbe>,
+}
+
+impl Server {
+    fn new(
+        name: &'static str,
+        label: &'static str,
+        target: Target,
+        perf_pid: Option<i32>,
+    ) -> Server {
+        Server {
+            name,
+            label,
+            target,
+            perf_pid,
+            cpu: None,
+        }
+    }
+}
+
 /// One HTTP scenario: loaded (`conns`), then unloaded (`lat_conns`, row `NAME/1`).
 /// `perf`: (output, pid) to record during the loaded run.
 async fn scenario(
     report: &mut Report,
     p: &Params,
-    name: &str,
-    label: &str,
-    target: &Target,
+    server: &Server,
     perf: Option<(&std::path::Path, i32)>,
 ) -> Result<(), String> {
+    let (name, label, target) = (server.name, server.label, &server.target);
+    let cpu = server.cpu.as_ref();
     let recorder = match perf {
         Some((out, pid)) => Some(start_perf(out, pid)?),
         None => None,
     };
-    let s = load::run_http(target, p.conns, p.warmup, p.measure, BENCH_TOOL).await?;
+    let s = load::run_http(target, p.conns, p.warmup, p.measure, BENCH_TOOL, cpu).await?;
     if let Some(mut r) = recorder {
         stop_perf(&mut r);
     }
     print_row(&format!("{label} x{}", p.conns), &s);
     report.add(name, s);
     if p.lat_conns > 0 {
-        let s = load::run_http(target, p.lat_conns, p.warmup, p.measure, BENCH_TOOL).await?;
+        let s = load::run_http(target, p.lat_conns, p.warmup, p.measure, BENCH_TOOL, cpu).await?;
         print_row(&format!("{label} x{}", p.lat_conns), &s);
         report.add(&format!("{name}/{}", p.lat_conns), s);
     }
@@ -730,7 +784,9 @@ fn bench_gateway(
     name: &str,
     upstream: Upstream,
     syslog: &std::path::Path,
+    workers: usize,
 ) -> Result<(setup::Gateway, Target), String> {
+    let listen_extra = format!("workers = {workers}");
     let gw = setup::start_gateway(
         dir,
         name,
@@ -739,7 +795,7 @@ fn bench_gateway(
             listen: "127.0.0.1:0".parse().unwrap(), // ok: constant
             identities: 1,
             policy: None,
-            listen_extra: "",
+            listen_extra: &listen_extra,
             syslog_socket: syslog,
         },
     )?;
@@ -785,11 +841,14 @@ fn summary(report: &Report, conns: usize, lat_conns: usize, measure: Duration) {
         measure.as_secs()
     );
     println!(
-        "| scenario | req/s | p50 µs | p99 µs | p99.9 µs | errors |\n|---|---:|---:|---:|---:|---:|"
+        "| scenario | req/s | p50 µs | p99 µs | p99.9 µs | errors | server CPU µs/call |\n|---|---:|---:|---:|---:|---:|---:|"
     );
     for (name, s) in &report.rows {
+        let cpu = s
+            .cpu_per_call_us()
+            .map_or("-".into(), |c| format!("{c:.0}"));
         println!(
-            "| {name} | {:.0} | {} | {} | {} | {} |",
+            "| {name} | {:.0} | {} | {} | {} | {} | {cpu} |",
             s.rps(),
             s.pct(0.5),
             s.pct(0.99),

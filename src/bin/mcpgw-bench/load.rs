@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcpgw::client::McpClient;
+
+use crate::util::CpuProbe;
 use rustls::ClientConfig;
 use tokio::io::{AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::process::Command;
@@ -20,11 +22,19 @@ pub struct Stats {
     pub secs: f64,
     /// Sorted latencies in µs (measured window only).
     pub lat: Vec<u32>,
+    /// CPU time of the server under test during the measured window, in µs, when probed.
+    pub server_cpu_us: Option<f64>,
 }
 
 impl Stats {
     pub fn rps(&self) -> f64 {
         self.requests as f64 / self.secs
+    }
+
+    /// The server's CPU time per answered call, in µs, when probed.
+    pub fn cpu_per_call_us(&self) -> Option<f64> {
+        let cpu = self.server_cpu_us?;
+        (self.requests > 0).then(|| cpu / self.requests as f64)
     }
 
     /// The `q` quantile (0..=1) in µs.
@@ -46,6 +56,10 @@ impl Stats {
         }
         self.lat.extend_from_slice(&other.lat);
         self.lat.sort_unstable();
+        self.server_cpu_us = match (self.server_cpu_us, other.server_cpu_us) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
     }
 
     fn merge(parts: Vec<(Vec<u32>, u64, Option<String>)>, secs: f64) -> Stats {
@@ -66,6 +80,7 @@ impl Stats {
             first_error,
             secs,
             lat,
+            server_cpu_us: None,
         }
     }
 }
@@ -133,6 +148,7 @@ pub async fn run_http(
     warmup: Duration,
     measure: Duration,
     tool: &str,
+    cpu: Option<&CpuProbe>,
 ) -> Result<Stats, String> {
     let barrier = Arc::new(Barrier::new(conns + 1));
     let mut tasks = Vec::new();
@@ -184,11 +200,23 @@ pub async fn run_http(
         }));
     }
     barrier.wait().await;
+    // The server's CPU over the same window the latencies are recorded in.
+    let mut server_cpu_us = None;
+    if let Some(probe) = cpu {
+        tokio::time::sleep(warmup).await;
+        let before = probe.ticks();
+        tokio::time::sleep(measure).await;
+        if let (Some(b), Some(a)) = (before, probe.ticks()) {
+            server_cpu_us = Some(a.saturating_sub(b) as f64 * CpuProbe::tick_us());
+        }
+    }
     let mut parts = Vec::new();
     for t in tasks {
         parts.push(t.await.map_err(|e| e.to_string())??);
     }
-    Ok(Stats::merge(parts, measure.as_secs_f64()))
+    let mut stats = Stats::merge(parts, measure.as_secs_f64());
+    stats.server_cpu_us = server_cpu_us;
+    Ok(stats)
 }
 
 /// Writes the tools/call line with `id` (buffered) and notes when it was sent.

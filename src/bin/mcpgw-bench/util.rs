@@ -202,3 +202,62 @@ impl SyslogSink {
 pub fn file_size(path: &Path) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.len())
 }
+
+/// Whose CPU time a scenario charges to the server under test.
+#[derive(Clone, Debug)]
+pub enum CpuProbe {
+    /// One process, all its threads (mcpgw).
+    Process(i32),
+    /// A process and its direct children (nginx: master and workers).
+    ProcessTree(i32),
+    /// This process's threads with this name (the in-process floor).
+    Threads(&'static str),
+}
+
+impl CpuProbe {
+    /// User + system time so far, in clock ticks; `None` where /proc cannot tell.
+    pub fn ticks(&self) -> Option<u64> {
+        match self {
+            CpuProbe::Process(pid) => stat_ticks(&format!("/proc/{pid}/stat")),
+            CpuProbe::ProcessTree(pid) => {
+                let children =
+                    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+                let mut total = stat_ticks(&format!("/proc/{pid}/stat"))?;
+                for child in children.split_whitespace() {
+                    total += stat_ticks(&format!("/proc/{child}/stat")).unwrap_or(0);
+                }
+                Some(total)
+            }
+            CpuProbe::Threads(name) => {
+                let mut total = 0;
+                for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+                    let comm =
+                        std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+                    if comm.trim_end() == *name {
+                        total +=
+                            stat_ticks(&task.path().join("stat").to_string_lossy()).unwrap_or(0);
+                    }
+                }
+                Some(total)
+            }
+        }
+    }
+
+    /// Microseconds per clock tick.
+    pub fn tick_us() -> f64 {
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        1e6 / if hz > 0 { hz as f64 } else { 100.0 }
+    }
+}
+
+/// utime + stime (fields 14 and 15) of a /proc stat file.
+fn stat_ticks(path: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name may hold spaces and parentheses: fields are counted after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
