@@ -318,11 +318,17 @@ async fn syslog_nobody_reads_calls_still_answered() {
         ..Options::default()
     });
     let mut agent = gw.agent().await;
-    for i in 0..150 {
-        let r = bounded_call(&mut agent, "firewall_list_rules", json!({"i": i})).await;
-        assert!(is_success(&r), "call {i}: {r}");
+    // At least 150 calls, and for longer than the writer's send timeout (100 ms), so a send
+    // has timed out and records were dropped however fast the calls are answered.
+    let unread = Instant::now();
+    let mut calls = 0;
+    while calls < 150 || unread.elapsed() < Duration::from_millis(400) {
+        let r = bounded_call(&mut agent, "firewall_list_rules", json!({"i": calls})).await;
+        assert!(is_success(&r), "call {calls}: {r}");
+        calls += 1;
+        assert!(calls < 100_000, "bounded");
     }
-    assert_eq!(gw.upstream_calls().len(), 150);
+    assert_eq!(gw.upstream_calls().len(), calls);
     // Now read: the queue was full, so records were dropped and that is reported.
     let lines = drain(sock);
     let mut reported = false;
