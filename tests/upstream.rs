@@ -139,6 +139,41 @@ async fn stdio_initializes_once_and_matches_concurrent_calls() {
     upstream.shutdown().await;
 }
 
+/// Calls write into the child's stdin themselves while the pipe has room; when it is full
+/// the rest goes through the writer task, and later calls queue behind it. Far more than a
+/// pipe holds (64 KiB on Linux), sent at once, must arrive whole and be answered in kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stdio_calls_beyond_the_pipe_buffer_arrive_whole() {
+    let (upstream, _events) = start(&stdio_config(&[], Duration::from_secs(20))).await;
+    let mut tasks = Vec::new();
+    for i in 0..48usize {
+        let u = upstream.clone();
+        tasks.push(tokio::spawn(async move {
+            // Distinct content per call, so a torn or interleaved line cannot go unseen.
+            let filler: String = std::iter::repeat_n(char::from(b'a' + (i % 26) as u8), 40_000)
+                .chain(i.to_string().chars())
+                .collect();
+            let args = json!({"n": i, "filler": filler});
+            let answer = u
+                .call("tools/call", tool_call("get_interfaces", args))
+                .await;
+            (i, filler, answer)
+        }));
+    }
+    for task in tasks {
+        let (i, filler, answer) = task.await.expect("task");
+        let echoed = call_text(answer.expect("answered"));
+        assert_eq!(echoed["arguments"]["n"], i);
+        assert_eq!(
+            echoed["arguments"]["filler"].as_str(),
+            Some(filler.as_str())
+        );
+    }
+    // And the direct path still works once the backlog is written.
+    concurrent_calls(&upstream, 20).await;
+    upstream.shutdown().await;
+}
+
 #[tokio::test]
 async fn stdio_skips_non_json_lines() {
     let (upstream, mut events) = start(&stdio_config(&[], Duration::from_secs(10))).await;

@@ -2,9 +2,15 @@
 //! a pending-call table keyed by the gateway's own ids, restarts with backoff, and a clean stop
 //! (close stdin, SIGTERM, SIGKILL, reap).
 //!
-//! Tasks per child: a writer that owns stdin (fed by an mpsc of lines), a reader for stdout
-//! (matches responses, refuses server requests, skips non-JSON lines), a reader for stderr
-//! (forwarded as events), and one supervisor for the whole life of the [`StdioUpstream`].
+//! Tasks per child: a writer for stdin's backlog, a reader for stdout (matches responses,
+//! refuses server requests, skips non-JSON lines), a reader for stderr (forwarded as events),
+//! and one supervisor for the whole life of the [`StdioUpstream`].
+//!
+//! A call writes its line into the child's stdin itself, from whichever worker thread it runs
+//! on, while the pipe has room: handing every line to the writer task cost a wake-up of the
+//! main thread per call. Only when the pipe is full does a line go to the writer task, and
+//! every later one follows it there until the writer has caught up, so lines keep their
+//! order. Writes happen under the state lock, which also orders them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::Stdio;
@@ -43,7 +49,67 @@ struct Pending {
 /// The stdin of one initialized child.
 struct Conn {
     generation: u64,
+    /// A second handle on the stdin pipe (non-blocking), written directly by calls. Dropped
+    /// with the `Conn`, so closing stdin still ends with the writer task.
+    pipe: Option<std::fs::File>,
+    /// Lines wait in the writer task's queue: calls must queue behind them.
+    backlogged: bool,
+    /// The writer task's queue.
     tx: mpsc::UnboundedSender<String>,
+}
+
+impl Conn {
+    /// Sends `line` to the child: straight into the pipe while nothing is queued and the
+    /// pipe has room, else (the rest of it) through the writer task. Call with the state
+    /// lock held. `Err` when the writer has ended (the child's stdin is gone).
+    fn send(&mut self, mut line: String) -> Result<(), ()> {
+        if !self.backlogged
+            && let Some(pipe) = &self.pipe
+        {
+            match write_nonblocking(pipe, line.as_bytes()) {
+                Ok(n) if n == line.len() => return Ok(()),
+                Ok(n) => {
+                    line.drain(..n);
+                }
+                // A broken pipe: the writer task meets the same error and ends, which the
+                // send below then reports; the child's exit is the supervisor's to handle.
+                Err(_) => self.pipe = None,
+            }
+            self.backlogged = true;
+        }
+        self.tx.send(line).map_err(|_| ())
+    }
+}
+
+/// Writes as much of `bytes` as the pipe takes now; `Ok(n < len)` when it is full.
+fn write_nonblocking(mut pipe: &std::fs::File, bytes: &[u8]) -> std::io::Result<usize> {
+    use std::io::Write;
+    let mut written = 0;
+    while written < bytes.len() {
+        match pipe.write(&bytes[written..]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
+}
+
+/// A non-blocking second handle on the child's stdin, or `None` (every line then goes
+/// through the writer task).
+fn direct_pipe(stdin: &ChildStdin) -> Option<std::fs::File> {
+    use std::os::fd::AsFd;
+    let fd = stdin.as_fd().try_clone_to_owned().ok()?;
+    // tokio made the pipe non-blocking already; the flag belongs to the shared open file,
+    // and a blocking write here would stall a worker thread, so make sure.
+    // SAFETY: F_GETFL on a descriptor we own has no memory-safety preconditions.
+    let flags = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&fd), libc::F_GETFL) };
+    if flags < 0 || flags & libc::O_NONBLOCK == 0 {
+        return None;
+    }
+    Some(std::fs::File::from(fd))
 }
 
 #[derive(Default)]
@@ -159,9 +225,9 @@ impl StdioUpstream {
                         "the upstream was shut down".into(),
                     ));
                 }
-                if let Some(conn) = &st.conn {
+                if let Some(conn) = st.conn.as_mut() {
                     let generation = conn.generation;
-                    if conn.tx.send(line).is_err() {
+                    if conn.send(line).is_err() {
                         return Err(UpstreamError::Died);
                     }
                     let (tx, rx) = oneshot::channel();
@@ -212,8 +278,8 @@ impl StdioUpstream {
     pub(crate) fn notify(&self, method: &str, params: Option<&Value>) {
         let mut line = encode(None, method, params);
         line.push('\n');
-        if let Some(conn) = &self.shared.lock().conn {
-            let _ = conn.tx.send(line);
+        if let Some(conn) = self.shared.lock().conn.as_mut() {
+            let _ = conn.send(line);
         }
     }
 
@@ -256,12 +322,12 @@ impl Drop for CallGuard {
         let Some(p) = st.pending.remove(&self.id) else {
             return;
         };
-        if let Some(conn) = &st.conn
+        if let Some(conn) = st.conn.as_mut()
             && conn.generation == p.generation
         {
             let mut line = cancelled(self.id, self.reason);
             line.push('\n');
-            let _ = conn.tx.send(line);
+            let _ = conn.send(line);
         }
     }
 }
@@ -325,10 +391,17 @@ async fn bring_up(
     };
     shared.lock().pid = pid;
     let (tx, rx) = mpsc::unbounded_channel::<String>();
-    let writer = tokio::spawn(write_stdin(stdin, rx));
-    tokio::spawn(read_stdout(shared.clone(), stdout, tx.downgrade()));
+    // Until it is published, the child's lines (initialize) go through the writer; it hands
+    // writing to the callers once it has caught up.
+    let conn = Conn {
+        generation,
+        pipe: direct_pipe(&stdin),
+        backlogged: true,
+        tx,
+    };
+    let writer = tokio::spawn(write_stdin(shared.clone(), generation, stdin, rx));
+    tokio::spawn(read_stdout(shared.clone(), stdout, conn.tx.downgrade()));
     tokio::spawn(read_stderr(shared.common.clone(), stderr));
-    let conn = Conn { generation, tx };
 
     let id = shared.common.next_id();
     let (reply, answer) = oneshot::channel();
@@ -490,7 +563,14 @@ async fn stop(shared: &Shared, mut run: Running) {
         .event(UpstreamEvent::Stopped { status, pending });
 }
 
-async fn write_stdin(stdin: ChildStdin, mut rx: mpsc::UnboundedReceiver<String>) {
+/// Writes the backlog: lines queued while the pipe was full (or before the child was
+/// published). Once all are written and none is waiting, callers write directly again.
+async fn write_stdin(
+    shared: Arc<Shared>,
+    generation: u64,
+    stdin: ChildStdin,
+    mut rx: mpsc::UnboundedReceiver<String>,
+) {
     let mut out = BufWriter::new(stdin);
     while let Some(line) = rx.recv().await {
         let mut ok = out.write_all(line.as_bytes()).await.is_ok();
@@ -499,6 +579,15 @@ async fn write_stdin(stdin: ChildStdin, mut rx: mpsc::UnboundedReceiver<String>)
         }
         if !ok || out.flush().await.is_err() {
             return;
+        }
+        // Callers queue under the lock, so an empty queue seen under it stays empty until
+        // the flag is cleared.
+        let mut st = shared.lock();
+        if rx.is_empty()
+            && let Some(conn) = st.conn.as_mut()
+            && conn.generation == generation
+        {
+            conn.backlogged = false;
         }
     }
     let _ = out.shutdown().await;
