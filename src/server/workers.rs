@@ -114,9 +114,23 @@ fn run_worker(
         let listener = tokio::net::TcpListener::from_std(socket)
             .map_err(|e| format!("cannot watch the listening socket: {e}"))?;
         let _ = ready.send(());
+        tokio::spawn(keep_timer_near());
         listener::serve(shared, listener, stop).await;
         Ok(())
     })
+}
+
+/// Keeps a timer that expires within a second armed on this worker, forever.
+///
+/// tokio's timer wakes its own driver (an eventfd write, then an extra epoll event) whenever
+/// a timer is armed to expire before every other one, and hyper re-arms the header-read
+/// timer for every request. With this tick always sooner, those re-arms cost no syscall: one
+/// fewer write and one fewer wake-up per request.
+async fn keep_timer_near() {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+    }
 }
 
 impl Workers {
