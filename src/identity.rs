@@ -4,6 +4,7 @@
 //! A presented token is hashed once and compared against every known hash without stopping
 //! early, so the time taken says nothing about which identity (if any) came close.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::ops::Range;
 use std::sync::Arc;
@@ -131,18 +132,30 @@ struct Entry {
 /// Every identity with its token hashes, networks and certificate name, ready for lookups.
 #[derive(Debug, Default)]
 pub struct TokenTable {
-    /// Token hash -> index into `identities`.
-    entries: Vec<(TokenHash, usize)>,
+    /// Token hashes by their first 8 bytes, each with the index of its identity in
+    /// `identities`, in config order.
+    entries: HashMap<u64, Vec<(TokenHash, usize)>>,
     identities: Vec<Entry>,
+}
+
+/// The map key of a token hash: its first 8 bytes.
+fn bucket_of(hash: &TokenHash) -> u64 {
+    let mut prefix = [0u8; 8];
+    prefix.copy_from_slice(&hash.0[..8]);
+    u64::from_le_bytes(prefix)
 }
 
 impl TokenTable {
     pub fn new(identities: &[IdentityConfig]) -> TokenTable {
-        let entries = identities
-            .iter()
-            .enumerate()
-            .flat_map(|(n, i)| i.tokens.iter().map(move |t| (*t, n)))
-            .collect();
+        let mut entries: HashMap<u64, Vec<(TokenHash, usize)>> = HashMap::new();
+        for (n, identity) in identities.iter().enumerate() {
+            for token in &identity.tokens {
+                entries
+                    .entry(bucket_of(token))
+                    .or_default()
+                    .push((*token, n));
+            }
+        }
         let identities = identities
             .iter()
             .map(|i| Entry {
@@ -159,12 +172,19 @@ impl TokenTable {
         }
     }
 
-    /// The index of the identity a presented bearer token belongs to. Compares against
-    /// every entry in constant time per entry and never returns early.
+    /// The index of the identity a presented bearer token belongs to, at the same cost for
+    /// one identity or thousands.
+    ///
+    /// The map lookup by the hash's first bytes is not constant-time, and need not be: what
+    /// it can reveal is whether the SHA-256 of a guess shares 8 bytes with a stored hash,
+    /// and nobody can choose a hash's bytes, so timing teaches nothing about any token. The
+    /// full hashes in the bucket (almost always one) are then compared in constant time,
+    /// without an early exit.
     fn find_token(&self, token: &[u8]) -> Option<usize> {
         let presented = TokenHash::of(token);
+        let bucket = self.entries.get(&bucket_of(&presented))?;
         let mut found: Option<usize> = None;
-        for (hash, index) in &self.entries {
+        for (hash, index) in bucket {
             let equal: bool = hash.0.ct_eq(&presented.0).into();
             if equal && found.is_none() {
                 found = Some(*index);
@@ -293,6 +313,51 @@ mod tests {
         );
         assert!(table.authenticate(b"mcpgw_wrong").is_none());
         assert!(table.authenticate(b"").is_none());
+    }
+
+    #[test]
+    fn every_token_of_many_identities_finds_its_own() {
+        let configs: Vec<IdentityConfig> = (0..1000)
+            .map(|n| IdentityConfig {
+                name: format!("agent-{n}").into(),
+                tokens: vec![TokenHash::of(format!("token-{n}").as_bytes())],
+                ..IdentityConfig::default()
+            })
+            .collect();
+        let table = TokenTable::new(&configs);
+        for n in [0, 1, 499, 999] {
+            let found = table.authenticate(format!("token-{n}").as_bytes());
+            assert_eq!(
+                found.map(|i| i.name.to_string()),
+                Some(format!("agent-{n}"))
+            );
+        }
+        assert!(table.authenticate(b"token-1000").is_none());
+    }
+
+    #[test]
+    fn a_hash_sharing_the_map_key_does_not_match() {
+        // Same first 8 bytes as the real token's hash, different after: only the full,
+        // constant-time compare tells them apart, whichever comes first.
+        let real = TokenHash::of(b"the-token");
+        let mut near = real;
+        near.0[31] ^= 1;
+        let table = TokenTable::new(&[
+            IdentityConfig {
+                name: "near".into(),
+                tokens: vec![near],
+                ..IdentityConfig::default()
+            },
+            IdentityConfig {
+                name: "real".into(),
+                tokens: vec![real],
+                ..IdentityConfig::default()
+            },
+        ]);
+        assert_eq!(
+            table.authenticate(b"the-token").map(|i| i.name.to_string()),
+            Some("real".to_string())
+        );
     }
 
     fn nets(list: &[&str]) -> Vec<Net> {
