@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
@@ -30,8 +30,12 @@ use super::{Runtime, Shared};
 
 /// The one path agents use.
 pub const MCP_PATH: &str = "/mcp";
-const SESSION_HEADER: &str = "mcp-session-id";
-const VERSION_HEADER: &str = "mcp-protocol-version";
+// MCP's headers, built once: a lookup by `&str` parses and validates the name every time.
+const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
+const VERSION_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version");
+const METHOD_HEADER: HeaderName = HeaderName::from_static("mcp-method");
+const NAME_HEADER: HeaderName = HeaderName::from_static("mcp-name");
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 pub type Body = Full<Bytes>;
 
@@ -142,7 +146,7 @@ async fn serve(
     check_single_headers(&headers)?;
     check_accept(&headers)?;
     check_content_type(&headers)?;
-    if let Some(v) = headers.get(VERSION_HEADER) {
+    if let Some(v) = headers.get(&VERSION_HEADER) {
         let ok = v.to_str().is_ok_and(|v| SUPPORTED_VERSIONS.contains(&v));
         if !ok {
             return Err(rpc_error(
@@ -168,7 +172,7 @@ async fn serve(
 
     let is_initialize =
         matches!(&message, Message::Request { method, .. } if method == "initialize");
-    let session = match headers.get(SESSION_HEADER) {
+    let session = match headers.get(&SESSION_HEADER) {
         _ if is_initialize => None,
         None => {
             return Err(rpc_error(
@@ -204,11 +208,7 @@ async fn serve(
         Reply::Accepted => empty(StatusCode::ACCEPTED),
         Reply::Initialized { body, session_id } => {
             let mut resp = json_response(StatusCode::OK, &body);
-            set(
-                &mut resp,
-                http::HeaderName::from_static(SESSION_HEADER),
-                &session_id,
-            );
+            set(&mut resp, SESSION_HEADER, &session_id);
             resp
         }
         Reply::SessionsFull => {
@@ -223,7 +223,7 @@ async fn serve(
 }
 
 fn delete(shared: &Shared, headers: &HeaderMap, identity: &str) -> Answer {
-    let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
+    let Some(id) = headers.get(&SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
         return Err(plain(
             StatusCode::BAD_REQUEST,
             "DELETE needs an Mcp-Session-Id header",
@@ -240,8 +240,8 @@ fn delete(shared: &Shared, headers: &HeaderMap, identity: &str) -> Answer {
 /// MCP's own headers carry one value each. Two copies are ambiguous (this gateway would read
 /// the first, an intermediary in front of it may read the last), so they are refused.
 fn check_single_headers(headers: &HeaderMap) -> Result<(), Response<Body>> {
-    for name in ["mcp-method", "mcp-name", VERSION_HEADER, SESSION_HEADER] {
-        if headers.get_all(name).iter().nth(1).is_some() {
+    for name in [METHOD_HEADER, NAME_HEADER, VERSION_HEADER, SESSION_HEADER] {
+        if headers.get_all(&name).iter().nth(1).is_some() {
             return Err(rpc_error(
                 StatusCode::BAD_REQUEST,
                 None,
@@ -259,20 +259,15 @@ fn check_accept(headers: &HeaderMap) -> Result<(), Response<Body>> {
     let mut sse = false;
     for value in headers.get_all(header::ACCEPT) {
         for part in value.to_str().unwrap_or("").split(',') {
-            let media = part
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            match media.as_str() {
-                "application/json" | "application/*" => json = true,
-                "text/event-stream" | "text/*" => sse = true,
-                "*/*" => {
-                    json = true;
-                    sse = true;
-                }
-                _ => {}
+            let media = part.split(';').next().unwrap_or("").trim();
+            let is = |m: &str| media.eq_ignore_ascii_case(m);
+            if is("*/*") {
+                json = true;
+                sse = true;
+            } else if is("application/json") || is("application/*") {
+                json = true;
+            } else if is("text/event-stream") || is("text/*") {
+                sse = true;
             }
         }
     }
@@ -311,15 +306,16 @@ fn check_mirrored_headers(headers: &HeaderMap, message: &Message) -> Result<(), 
         }
         Message::Response { .. } => return Ok(()),
     };
-    let disagree = |header_name: &str, body_value: Option<&str>| match headers.get(header_name) {
-        None => false,
-        Some(v) => v.to_str().ok() != body_value,
-    };
+    let disagree =
+        |header_name: &HeaderName, body_value: Option<&str>| match headers.get(header_name) {
+            None => false,
+            Some(v) => v.to_str().ok() != body_value,
+        };
     let name = params
         .as_ref()
         .and_then(|p| p.get("name").or_else(|| p.get("uri")))
         .and_then(Value::as_str);
-    if disagree("mcp-method", Some(method)) || disagree("mcp-name", name) {
+    if disagree(&METHOD_HEADER, Some(method)) || disagree(&NAME_HEADER, name) {
         return Err(rpc_error(
             StatusCode::BAD_REQUEST,
             request_id(message),
@@ -385,7 +381,7 @@ fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     let bytes = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
     let mut resp = Response::new(Full::new(Bytes::from(bytes)));
     *resp.status_mut() = status;
-    set(&mut resp, header::CONTENT_TYPE, "application/json");
+    resp.headers_mut().insert(header::CONTENT_TYPE, JSON);
     resp
 }
 

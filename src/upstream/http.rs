@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming as IncomingBody;
 use hyper::client::conn::http1;
-use hyper::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderValue};
+use hyper::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
@@ -25,16 +25,17 @@ use super::{
     cancelled, classify, encode, excerpt, initialize_params, refuse,
 };
 
-const SESSION_HEADER: &str = "mcp-session-id";
-const VERSION_HEADER: &str = "mcp-protocol-version";
+const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
+const VERSION_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version");
 const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 /// How long shutdown waits for the session's DELETE.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Default, Clone)]
 struct Session {
-    id: Option<String>,
-    version: Option<String>,
+    /// Kept as header values, ready for every request (cloning one is a reference count).
+    id: Option<HeaderValue>,
+    version: Option<HeaderValue>,
     /// Bumped by every (re)initialization, so concurrent 404s re-initialize only once.
     epoch: u64,
 }
@@ -292,14 +293,11 @@ impl HttpUpstream {
             return;
         }
         let session = self.shared.session().clone();
-        let Some(id) = session.id else { return };
-        let Ok(value) = HeaderValue::from_str(&id) else {
-            return;
-        };
+        let Some(value) = session.id else { return };
         let mut req = Request::new(Full::new(Bytes::new()));
         *req.method_mut() = Method::DELETE;
         req.headers_mut().insert(SESSION_HEADER, value);
-        if let Some(v) = session.version.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        if let Some(v) = session.version {
             req.headers_mut().insert(VERSION_HEADER, v);
         }
         let _ = tokio::time::timeout(DELETE_TIMEOUT, async {
@@ -347,8 +345,8 @@ impl Shared {
             .response
             .headers()
             .get(SESSION_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+            .filter(|v| v.to_str().is_ok())
+            .cloned();
         let result = match self.read_response(answer, id).await? {
             Outcome::Result(v) if v.is_object() => v,
             Outcome::Result(v) => {
@@ -366,8 +364,8 @@ impl Shared {
         let version = result
             .get("protocolVersion")
             .and_then(Value::as_str)
-            .unwrap_or(PROTOCOL_VERSION)
-            .to_string();
+            .and_then(|v| HeaderValue::from_str(v).ok())
+            .unwrap_or(HeaderValue::from_static(PROTOCOL_VERSION));
         self.common.set_init_result(result);
         let session = {
             let mut s = self.session();
@@ -430,19 +428,11 @@ impl Shared {
         let headers = req.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(ACCEPT, HeaderValue::from_static(ACCEPT_BOTH));
-        if let Some(v) = session
-            .version
-            .as_deref()
-            .and_then(|v| HeaderValue::from_str(v).ok())
-        {
-            headers.insert(VERSION_HEADER, v);
+        if let Some(v) = &session.version {
+            headers.insert(VERSION_HEADER, v.clone());
         }
-        if let Some(v) = session
-            .id
-            .as_deref()
-            .and_then(|v| HeaderValue::from_str(v).ok())
-        {
-            headers.insert(SESSION_HEADER, v);
+        if let Some(v) = &session.id {
+            headers.insert(SESSION_HEADER, v.clone());
         }
         self.pool.send(req).await.map_err(|e| match e {
             SendError::Connect(e) => {
