@@ -1,8 +1,9 @@
 //! Who an agent is: bearer tokens stored as SHA-256 hashes, checked in constant time.
 //!
 //! The config never holds a token, only its hash, so a leaked config does not leak access.
-//! A presented token is hashed once and compared against every known hash without stopping
-//! early, so the time taken says nothing about which identity (if any) came close.
+//! A presented token is hashed once, looked up by the hash's first bytes (which nobody can
+//! choose), and compared in constant time against the full hashes found there, so the time
+//! taken says nothing about which identity (if any) came close.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -140,20 +140,29 @@ async fn stdio_initializes_once_and_matches_concurrent_calls() {
 }
 
 /// Calls write into the child's stdin themselves while the pipe has room; when it is full
-/// the rest goes through the writer task, and later calls queue behind it. Far more than a
-/// pipe holds (64 KiB on Linux), sent at once, must arrive whole and be answered in kind.
+/// the rest goes through the writer task, and later lines queue behind it. Far more than a
+/// pipe holds (64 KiB on Linux), sent at once, must arrive whole and be answered in kind:
+/// multi-byte characters (a partial write may end inside one), and the gateway's refusals
+/// of server requests mixed in (they take the same path).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stdio_calls_beyond_the_pipe_buffer_arrive_whole() {
-    let (upstream, _events) = start(&stdio_config(&[], Duration::from_secs(20))).await;
+    let (upstream, mut events) = start(&stdio_config(&[], Duration::from_secs(20))).await;
     let mut tasks = Vec::new();
+    let mut server_requests = 0;
     for i in 0..48usize {
         let u = upstream.clone();
+        let asks_back = i % 4 == 0;
+        server_requests += usize::from(asks_back);
         tasks.push(tokio::spawn(async move {
             // Distinct content per call, so a torn or interleaved line cannot go unseen.
-            let filler: String = std::iter::repeat_n(char::from(b'a' + (i % 26) as u8), 40_000)
+            let letter = ['é', '€', 'a', '𝄞'][i % 4];
+            let filler: String = std::iter::repeat_n(letter, 30_000)
                 .chain(i.to_string().chars())
                 .collect();
-            let args = json!({"n": i, "filler": filler});
+            let mut args = json!({"n": i, "filler": filler});
+            if asks_back {
+                args["_mock_server_request"] = json!("roots/list");
+            }
             let answer = u
                 .call("tools/call", tool_call("get_interfaces", args))
                 .await;
@@ -168,6 +177,14 @@ async fn stdio_calls_beyond_the_pipe_buffer_arrive_whole() {
             echoed["arguments"]["filler"].as_str(),
             Some(filler.as_str())
         );
+    }
+    // Every refusal reached the child whole (it logs each answer it gets).
+    for _ in 0..server_requests {
+        wait_event(
+            &mut events,
+            |e| matches!(e, UpstreamEvent::Stderr(l) if l.contains("-32601")),
+        )
+        .await;
     }
     // And the direct path still works once the backlog is written.
     concurrent_calls(&upstream, 20).await;

@@ -86,7 +86,8 @@ struct Cli {
     /// Tokio worker threads of the HTTP mock upstream (0: tokio's default, one per core).
     #[arg(long, default_value_t = 1)]
     mock_threads: usize,
-    /// mcpgw's `listen.workers` in the load scenarios (0: its default, one per core up to 4).
+    /// mcpgw's `listen.workers` in the load scenarios, and the floor's threads (0: mcpgw's
+    /// default, one per core up to 4).
     #[arg(long, default_value_t = 0)]
     workers: usize,
     /// Start mcpgw with this command instead of the release binary next to this one
@@ -268,7 +269,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             key: dir.path("floor-key.pem"),
             client_ca: None,
         })?;
-        let floor = floor::Floor::start(server_tls, mock.addr)?;
+        let floor = floor::Floor::start(server_tls, mock.addr, cli.workers)?;
         let target = Target {
             addr: floor.addr,
             tls: Some(client_tls.clone()),

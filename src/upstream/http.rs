@@ -364,13 +364,15 @@ impl Shared {
         let version = result
             .get("protocolVersion")
             .and_then(Value::as_str)
-            .and_then(|v| HeaderValue::from_str(v).ok())
-            .unwrap_or(HeaderValue::from_static(PROTOCOL_VERSION));
+            .map_or(Some(HeaderValue::from_static(PROTOCOL_VERSION)), |v| {
+                // A version that cannot be a header value is not sent (not replaced).
+                HeaderValue::from_str(v).ok()
+            });
         self.common.set_init_result(result);
         let session = {
             let mut s = self.session();
             s.id = session_id;
-            s.version = Some(version);
+            s.version = version;
             s.epoch = s.epoch.wrapping_add(1);
             s.clone()
         };

@@ -54,19 +54,20 @@ struct Conn {
     pipe: Option<std::fs::File>,
     /// Lines wait in the writer task's queue: calls must queue behind them.
     backlogged: bool,
-    /// The writer task's queue.
-    tx: mpsc::UnboundedSender<String>,
+    /// The writer task's queue (bytes: a partial write may end inside a UTF-8 character).
+    tx: mpsc::UnboundedSender<Vec<u8>>,
 }
 
 impl Conn {
     /// Sends `line` to the child: straight into the pipe while nothing is queued and the
     /// pipe has room, else (the rest of it) through the writer task. Call with the state
     /// lock held. `Err` when the writer has ended (the child's stdin is gone).
-    fn send(&mut self, mut line: String) -> Result<(), ()> {
+    fn send(&mut self, line: String) -> Result<(), ()> {
+        let mut line = line.into_bytes();
         if !self.backlogged
             && let Some(pipe) = &self.pipe
         {
-            match write_nonblocking(pipe, line.as_bytes()) {
+            match write_nonblocking(pipe, &line) {
                 Ok(n) if n == line.len() => return Ok(()),
                 Ok(n) => {
                     line.drain(..n);
@@ -81,17 +82,20 @@ impl Conn {
     }
 }
 
-/// Writes as much of `bytes` as the pipe takes now; `Ok(n < len)` when it is full.
+/// Writes as much of `bytes` as the pipe takes now; `Ok(n < len)` when it is full, or when
+/// it broke after `n` bytes went in (the rest then fails again in the writer task, which
+/// ends). `Err` only when nothing was written.
 fn write_nonblocking(mut pipe: &std::fs::File, bytes: &[u8]) -> std::io::Result<usize> {
     use std::io::Write;
     let mut written = 0;
     while written < bytes.len() {
         match pipe.write(&bytes[written..]) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(0) => break,
             Ok(n) => written += n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(e) if written == 0 => return Err(e),
+            Err(_) => break,
         }
     }
     Ok(written)
@@ -390,7 +394,7 @@ async fn bring_up(
         ));
     };
     shared.lock().pid = pid;
-    let (tx, rx) = mpsc::unbounded_channel::<String>();
+    let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
     // Until it is published, the child's lines (initialize) go through the writer; it hands
     // writing to the callers once it has caught up.
     let conn = Conn {
@@ -400,7 +404,12 @@ async fn bring_up(
         tx,
     };
     let writer = tokio::spawn(write_stdin(shared.clone(), generation, stdin, rx));
-    tokio::spawn(read_stdout(shared.clone(), stdout, conn.tx.downgrade()));
+    tokio::spawn(read_stdout(
+        shared.clone(),
+        stdout,
+        generation,
+        conn.tx.downgrade(),
+    ));
     tokio::spawn(read_stderr(shared.common.clone(), stderr));
 
     let id = shared.common.next_id();
@@ -411,7 +420,7 @@ async fn bring_up(
         .insert(id, Pending { generation, reply });
     let mut line = encode(Some(id), "initialize", Some(&initialize_params()));
     line.push('\n');
-    let _ = conn.tx.send(line);
+    let _ = conn.tx.send(line.into_bytes());
     let mut shutdown = shared.shutdown.subscribe();
     let outcome = tokio::select! {
         r = tokio::time::timeout(shared.common.call_timeout, answer) => match r {
@@ -454,7 +463,10 @@ async fn bring_up(
     shared.common.set_init_result(result);
     let mut line = encode(None, "notifications/initialized", None);
     line.push('\n');
-    let _ = conn.tx.send(line);
+    // Through the writer, as everything before publication: the writer clears `backlogged`
+    // after its first batch once the child is published (or this very one, if published
+    // in time).
+    let _ = conn.tx.send(line.into_bytes());
     let published = {
         let mut st = shared.lock();
         if st.stopped {
@@ -569,13 +581,13 @@ async fn write_stdin(
     shared: Arc<Shared>,
     generation: u64,
     stdin: ChildStdin,
-    mut rx: mpsc::UnboundedReceiver<String>,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
 ) {
     let mut out = BufWriter::new(stdin);
     while let Some(line) = rx.recv().await {
-        let mut ok = out.write_all(line.as_bytes()).await.is_ok();
+        let mut ok = out.write_all(&line).await.is_ok();
         while ok && let Ok(more) = rx.try_recv() {
-            ok = out.write_all(more.as_bytes()).await.is_ok();
+            ok = out.write_all(&more).await.is_ok();
         }
         if !ok || out.flush().await.is_err() {
             return;
@@ -645,7 +657,8 @@ async fn read_line<R: AsyncBufRead + Unpin>(
 async fn read_stdout<R: AsyncRead + Unpin>(
     shared: Arc<Shared>,
     stdout: R,
-    writer: mpsc::WeakUnboundedSender<String>,
+    generation: u64,
+    writer: mpsc::WeakUnboundedSender<Vec<u8>>,
 ) {
     let common = &shared.common;
     let mut reader = BufReader::with_capacity(64 << 10, stdout);
@@ -691,11 +704,22 @@ async fn read_stdout<R: AsyncRead + Unpin>(
                 )));
             }
             Incoming::Request { id, method } => {
-                if let Some(tx) = writer.upgrade() {
-                    let mut line = refuse(&id);
-                    line.push('\n');
-                    let _ = tx.send(line);
+                let mut line = refuse(&id);
+                line.push('\n');
+                // Ordered like a call's line: under the lock, direct or queued. Before the
+                // child is published only the writer writes, so queueing is in order.
+                let mut st = shared.lock();
+                match st.conn.as_mut() {
+                    Some(conn) if conn.generation == generation => {
+                        let _ = conn.send(line);
+                    }
+                    _ => {
+                        if let Some(tx) = writer.upgrade() {
+                            let _ = tx.send(line.into_bytes());
+                        }
+                    }
                 }
+                drop(st);
                 common.event(UpstreamEvent::Dropped(format!(
                     "server request {method} (refused)"
                 )));

@@ -18,7 +18,12 @@ pub struct Floor {
 }
 
 impl Floor {
-    pub fn start(config: Arc<rustls::ServerConfig>, upstream: SocketAddr) -> Result<Floor, String> {
+    /// `workers`: threads, counted as mcpgw counts its `listen.workers` (0: one per core).
+    pub fn start(
+        config: Arc<rustls::ServerConfig>,
+        upstream: SocketAddr,
+        workers: usize,
+    ) -> Result<Floor, String> {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         std_listener
             .set_nonblocking(true)
@@ -27,7 +32,7 @@ impl Floor {
         let acceptor = TlsAcceptor::from(config);
         let (stop, _) = watch::channel(false);
         let mut threads = Vec::new();
-        for _ in 0..mcpgw::server::workers::count(0) {
+        for _ in 0..mcpgw::server::workers::count(workers) {
             let socket = std_listener.try_clone().map_err(|e| e.to_string())?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
