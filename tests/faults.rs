@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use mcpgw::client::{McpClient, tls_config};
 use rustls_pki_types::ServerName;
 use serde_json::{Value, json};
-use support::{Gateway, MOCK, Options, UpstreamSpec, alive, msg_of};
+use support::{
+    Gateway, MOCK, Options, UpstreamSpec, alive, msg_of, sleeping_call_reached, wait_until,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -39,31 +41,7 @@ fn is_success(v: &Value) -> bool {
     v.get("result").is_some() && v["result"]["isError"] != json!(true)
 }
 
-/// Polls `f` every 50 ms until it is true or `limit` passes.
-async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Zombie children of `pid` (state Z in /proc).
-/// Waits (bounded) until a call with `_mock_sleep_ms` has reached the mock upstream.
-async fn sleeping_call_reached(gw: &Gateway) -> bool {
-    wait_until(Duration::from_secs(10), || {
-        gw.upstream_calls()
-            .iter()
-            .any(|c| c.1.get("_mock_sleep_ms").is_some())
-    })
-    .await
-}
-
 fn zombie_children(pid: u32) -> Vec<i32> {
     let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -406,7 +384,7 @@ async fn served_eventually(gw: &Gateway, tries: usize) -> bool {
 async fn slowloris_connections_are_cut_and_others_served() {
     const CAP: usize = 6;
     let gw = Gateway::start_with(Options {
-        listen_extra: format!("header_read_timeout_ms = 500\nmax_connections = {CAP}\n"),
+        listen_extra: format!("header_read_timeout_ms = 3000\nmax_connections = {CAP}\n"),
         ..Options::default()
     });
     let mut stalled = Vec::new();

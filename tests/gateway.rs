@@ -81,10 +81,14 @@ async fn two_hundred_concurrent_calls_of_a_ten_a_minute_tool_let_ten_through() {
         listen_extra: "workers = 3\n".into(),
         ..Options::default()
     });
-    let mut tasks = Vec::new();
-    // 20 connections x 10 calls, all at once.
+    // 20 connections x 10 calls, all at once: every agent connects first, so the calls
+    // start together however slow the handshakes are (the bucket refills one every 6 s).
+    let mut agents = Vec::new();
     for _ in 0..20 {
-        let mut agent = gw.agent().await;
+        agents.push(gw.agent().await);
+    }
+    let mut tasks = Vec::new();
+    for mut agent in agents {
         tasks.push(tokio::spawn(async move {
             let mut limited = 0;
             let mut passed = 0;
@@ -571,7 +575,10 @@ async fn a_killed_upstream_child_fails_the_call_and_comes_back() {
         slow.call_tool("firewall_list_rules", json!({"_mock_sleep_ms": 5000}))
             .await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        support::sleeping_call_reached(&gw).await,
+        "the slow call reaches the child before it is killed"
+    );
     unsafe { libc::kill(first_pid, libc::SIGKILL) };
     let r = tokio::time::timeout(Duration::from_secs(10), in_flight)
         .await

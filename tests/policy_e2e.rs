@@ -158,13 +158,39 @@ async fn reload_under_traffic_keeps_serving_and_ends_on_the_last_valid_policy() 
         gw.signal(libc::SIGHUP);
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
-    // End on B as the last valid config, followed by one more broken one.
+    // End on B as the last valid config (waited for: B's extra tool answers), followed by
+    // one more broken one (waited for: one more rejection is reported).
     std::fs::write(gw.path("mcpgw.toml"), &valid_b).unwrap();
     gw.signal(libc::SIGHUP);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut probe = gw.agent().await;
+    let mut b_active = false;
+    for _ in 0..200 {
+        let r = probe
+            .call_tool("firewall_get_rule", json!({"uuid": "x"}))
+            .await
+            .unwrap();
+        if r.get("error").is_none() {
+            b_active = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(b_active, "policy B became active");
+    let rejections = || {
+        gw.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("reload rejected"))
+            .count()
+    };
+    let rejected_before = rejections();
     std::fs::write(gw.path("mcpgw.toml"), &broken).unwrap();
     gw.signal(libc::SIGHUP);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        support::wait_until(Duration::from_secs(10), || rejections() > rejected_before).await,
+        "the last broken config was rejected"
+    );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut total = 0;
     for w in workers {
@@ -200,19 +226,16 @@ async fn a_reload_does_not_reset_rate_limits() {
             .unwrap();
     }
     gw.signal(libc::SIGHUP);
-    // Wait (bounded) for the reload to be reported.
-    for _ in 0..100 {
-        if gw
-            .stderr
+    // The reload must really have happened before the 11th call, or this tests nothing.
+    let reloaded = support::wait_until(Duration::from_secs(10), || {
+        gw.stderr
             .lock()
             .unwrap()
             .iter()
             .any(|l| l.contains("reloaded"))
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
+    assert!(reloaded, "the gateway reported the reload");
     let r = agent
         .call_tool("openvpn_disconnect_client", json!({}))
         .await

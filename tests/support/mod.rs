@@ -393,3 +393,28 @@ impl TestCa {
         (cert.pem(), key.serialize_pem())
     }
 }
+
+/// Polls `f` every 50 ms until it is true or `limit` passes.
+pub async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (bounded) until a call with `_mock_sleep_ms` has reached the mock upstream (the mock
+/// records a call before it sleeps).
+pub async fn sleeping_call_reached(gw: &Gateway) -> bool {
+    wait_until(Duration::from_secs(10), || {
+        gw.upstream_calls()
+            .iter()
+            .any(|c| c.1.get("_mock_sleep_ms").is_some())
+    })
+    .await
+}
