@@ -60,6 +60,7 @@ fn call_text(outcome: Outcome) -> Value {
     let Outcome::Result(result) = outcome else {
         panic!("expected a result, got {outcome:?}");
     };
+    let result = Outcome::parse(&result).expect("a JSON result");
     let text = result["content"][0]["text"].as_str().expect("text content");
     serde_json::from_str(text).expect("the mock echoes JSON")
 }
@@ -131,10 +132,10 @@ async fn stdio_initializes_once_and_matches_concurrent_calls() {
     else {
         panic!("an unknown tool is a JSON-RPC error");
     };
-    assert_eq!(err["code"], -32602);
+    assert_eq!(Outcome::parse(&err).expect("JSON")["code"], -32602);
     assert_eq!(
         upstream.call("ping", None).await,
-        Ok(Outcome::Result(json!({})))
+        Ok(Outcome::result(&json!({})))
     );
     upstream.shutdown().await;
 }
@@ -474,7 +475,9 @@ async fn http_json_initializes_and_matches_concurrent_calls() {
     let answer = upstream
         .call("tools/call", tool_call("nope", json!({})))
         .await;
-    assert!(matches!(answer, Ok(Outcome::Error(ref e)) if e["message"] == "Unknown tool: nope"));
+    assert!(
+        matches!(answer, Ok(Outcome::Error(ref e)) if Outcome::parse(e).expect("JSON")["message"] == "Unknown tool: nope")
+    );
     upstream
         .notify("notifications/roots/list_changed", None)
         .await;
@@ -613,6 +616,7 @@ async fn mock_lists_every_tool_in_pages() {
         let Ok(Outcome::Result(page)) = upstream.call("tools/list", params).await else {
             panic!("tools/list answered");
         };
+        let page = Outcome::parse(&page).expect("a JSON page");
         let tools = page["tools"].as_array().expect("tools");
         assert!(tools.len() <= 50);
         names.extend(
@@ -632,7 +636,9 @@ async fn mock_lists_every_tool_in_pages() {
     let bad = upstream
         .call("tools/list", Some(json!({"cursor": "bogus"})))
         .await;
-    assert!(matches!(bad, Ok(Outcome::Error(ref e)) if e["code"] == -32602));
+    assert!(
+        matches!(bad, Ok(Outcome::Error(ref e)) if Outcome::parse(e).expect("JSON")["code"] == -32602)
+    );
     upstream.shutdown().await;
 }
 

@@ -22,6 +22,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
 /// JSON-RPC "Parse error": the body is not one unambiguous JSON value.
@@ -194,6 +195,44 @@ pub fn error_response(id: Option<&Value>, code: i64, message: &str) -> Value {
     out.insert("id".into(), id.cloned().unwrap_or(Value::Null));
     out.insert("error".into(), Value::Object(error));
     Value::Object(out)
+}
+
+/// Which member of a response [`relayed_response`] carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answered {
+    /// `result`: the request succeeded.
+    Result,
+    /// `error`: the JSON-RPC error object.
+    Error,
+}
+
+/// The text of a JSON-RPC response whose `result` or `error` is JSON text written by someone
+/// else (the upstream), spliced in as it is: it is valid JSON already, and building it into a
+/// tree only to write it out again costs time and can change numbers.
+pub fn relayed_response(id: &Value, answered: Answered, member: &RawValue) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Response<'a> {
+        jsonrpc: &'static str,
+        id: &'a Value,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        result: Option<&'a RawValue>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'a RawValue>,
+    }
+    let (result, error) = match answered {
+        Answered::Result => (Some(member), None),
+        Answered::Error => (None, Some(member)),
+    };
+    let response = Response {
+        jsonrpc: "2.0",
+        id,
+        result,
+        error,
+    };
+    let mut out = Vec::with_capacity(member.get().len() + 48);
+    // Writing a `Value`, a string and JSON text into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut out, &response);
+    out
 }
 
 /// A JSON-RPC success response.

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use crate::audit::{DecisionRecord, Verdict};
 use crate::identity::Identity;
 use crate::mcp::filter::{ListKind, filter_list, list_kind};
-use crate::mcp::message::{Message, error_response, result_response};
+use crate::mcp::message::{Answered, Message, error_response, relayed_response, result_response};
 use crate::mcp::subject::{Subject, subject_of};
 use crate::policy::Decision;
 use crate::upstream::{Outcome, UpstreamError};
@@ -48,6 +48,8 @@ pub struct CallContext {
 pub enum Reply {
     /// A JSON-RPC response (always HTTP 200: denials are answers, not transport failures).
     Json(Value),
+    /// A JSON-RPC response already written out (an upstream answer relayed), HTTP 200.
+    Serialized(Vec<u8>),
     /// A notification or response was taken: HTTP 202, no body.
     Accepted,
     /// `initialize` succeeded: the response and the new session's id.
@@ -315,16 +317,18 @@ async fn allowed(
         ));
     };
     match outcome {
-        Ok(Outcome::Result(mut result)) => {
+        Ok(Forwarded::List(kind, mut list)) => {
             record.upstream = Some("ok".into());
-            if let Some(kind) = list_kind(method) {
-                filter(runtime, ctx, kind, &mut result);
-            }
-            Reply::Json(result_response(id, result))
+            filter(runtime, ctx, kind, &mut list);
+            Reply::Json(result_response(id, list))
         }
-        Ok(Outcome::Error(error)) => {
+        Ok(Forwarded::Relayed(Outcome::Result(result))) => {
+            record.upstream = Some("ok".into());
+            Reply::Serialized(relayed_response(id, Answered::Result, &result))
+        }
+        Ok(Forwarded::Relayed(Outcome::Error(error))) => {
             record.upstream = Some("error".into());
-            Reply::Json(json!({"jsonrpc": "2.0", "id": id, "error": error}))
+            Reply::Serialized(relayed_response(id, Answered::Error, &error))
         }
         Err(e) => {
             record.upstream = Some(
@@ -348,6 +352,14 @@ async fn allowed(
 /// Most pages an upstream list is followed for.
 const MAX_LIST_PAGES: usize = 64;
 
+/// What came back for a forwarded request.
+enum Forwarded {
+    /// The upstream's answer, to be relayed as it is.
+    Relayed(Outcome),
+    /// A whole list (every page), to be filtered.
+    List(ListKind, Value),
+}
+
 /// Sends the request upstream. A list request without a cursor is answered with the whole
 /// list in one page: filtering page by page would hand agents pages that are empty or
 /// nearly so, and many clients never ask for a second page.
@@ -355,18 +367,22 @@ async fn forward(
     shared: &Shared,
     method: &str,
     params: Option<&Value>,
-) -> Result<Outcome, UpstreamError> {
-    let has_cursor = params.and_then(|p| p.get("cursor")).is_some();
-    let Some(kind) = list_kind(method).filter(|_| !has_cursor) else {
+) -> Result<Forwarded, UpstreamError> {
+    let Some(kind) = list_kind(method) else {
         // The very params the policy decided on, serialized straight into the request.
-        return shared.upstream.call_ref(method, params).await;
+        return shared
+            .upstream
+            .call_ref(method, params)
+            .await
+            .map(Forwarded::Relayed);
     };
+    let has_cursor = params.and_then(|p| p.get("cursor")).is_some();
     let mut params = params.cloned().unwrap_or_else(|| json!({}));
     let mut merged: Option<Value> = None;
     for _ in 0..MAX_LIST_PAGES {
         let page = match shared.upstream.call_ref(method, Some(&params)).await? {
-            Outcome::Result(page) => page,
-            error @ Outcome::Error(_) => return Ok(error),
+            Outcome::Result(page) => Outcome::parse(&page)?,
+            error @ Outcome::Error(_) => return Ok(Forwarded::Relayed(error)),
         };
         let next = page
             .get("nextCursor")
@@ -385,6 +401,10 @@ async fn forward(
                 }
             }
         }
+        // A page the agent asked for by cursor is filtered and passed on as it is.
+        if has_cursor {
+            break;
+        }
         match (next, params.as_object_mut()) {
             (Some(cursor), Some(p)) => {
                 p.insert("cursor".into(), Value::String(cursor));
@@ -393,10 +413,10 @@ async fn forward(
         }
     }
     let mut all = merged.unwrap_or_else(|| json!({}));
-    if let Some(obj) = all.as_object_mut() {
+    if !has_cursor && let Some(obj) = all.as_object_mut() {
         obj.remove("nextCursor");
     }
-    Ok(Outcome::Result(all))
+    Ok(Forwarded::List(kind, all))
 }
 
 fn filter(runtime: &Runtime, ctx: &CallContext, kind: ListKind, result: &mut Value) {

@@ -205,6 +205,7 @@ async fn serve(
     };
     Ok(match dispatch(shared, runtime, &ctx, message).await {
         Reply::Json(v) => json_response(StatusCode::OK, &v),
+        Reply::Serialized(body) => json_body(StatusCode::OK, body),
         Reply::Accepted => empty(StatusCode::ACCEPTED),
         Reply::Initialized { body, session_id } => {
             let mut resp = json_response(StatusCode::OK, &body);
@@ -378,7 +379,13 @@ fn request_id(message: &Message) -> Option<&Value> {
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
-    let bytes = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    json_body(
+        status,
+        serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec()),
+    )
+}
+
+fn json_body(status: StatusCode, bytes: Vec<u8>) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from(bytes)));
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::CONTENT_TYPE, JSON);

@@ -348,13 +348,15 @@ impl Shared {
             .filter(|v| v.to_str().is_ok())
             .cloned();
         let result = match self.read_response(answer, id).await? {
-            Outcome::Result(v) if v.is_object() => v,
-            Outcome::Result(v) => {
-                let shown = excerpt(&v.to_string());
-                return Err(UpstreamError::Protocol(format!(
-                    "initialize result is not an object: {shown}"
-                )));
-            }
+            Outcome::Result(raw) => match Outcome::parse(&raw)? {
+                v @ Value::Object(_) => v,
+                _ => {
+                    return Err(UpstreamError::Protocol(format!(
+                        "initialize result is not an object: {}",
+                        excerpt(raw.get())
+                    )));
+                }
+            },
             Outcome::Error(e) => {
                 return Err(UpstreamError::Protocol(format!(
                     "initialize was refused: {e}"
@@ -499,12 +501,12 @@ impl Shared {
             })?
             .to_bytes();
         self.pool.put(conn);
-        let msg: Value = serde_json::from_slice(&body).map_err(|e| {
-            UpstreamError::Protocol(format!(
-                "response is not JSON ({e}): {}",
+        let Some(msg) = classify(&body) else {
+            return Err(UpstreamError::Protocol(format!(
+                "response is not a JSON-RPC message: {}",
                 excerpt(&String::from_utf8_lossy(&body))
-            ))
-        })?;
+            )));
+        };
         match self.dispatch(msg, id) {
             Some(outcome) => Ok(outcome),
             None => Err(UpstreamError::Protocol(
@@ -547,9 +549,9 @@ impl Shared {
     }
 
     fn dispatch_text(self: &Arc<Self>, data: &str, id: u64) -> Option<Outcome> {
-        match serde_json::from_str::<Value>(data) {
-            Ok(msg) => self.dispatch(msg, id),
-            Err(_) => {
+        match classify(data.as_bytes()) {
+            Some(msg) => self.dispatch(msg, id),
+            None => {
                 self.common.event(UpstreamEvent::NonJsonLine(excerpt(data)));
                 None
             }
@@ -557,13 +559,8 @@ impl Shared {
     }
 
     /// Handles one message from the upstream; returns the outcome when it answers `id`.
-    fn dispatch(self: &Arc<Self>, msg: Value, id: u64) -> Option<Outcome> {
-        if msg.get("jsonrpc").is_none() {
-            self.common
-                .event(UpstreamEvent::NonJsonLine(excerpt(&msg.to_string())));
-            return None;
-        }
-        match classify(msg) {
+    fn dispatch(self: &Arc<Self>, msg: Incoming, id: u64) -> Option<Outcome> {
+        match msg {
             Incoming::Response { id: got, outcome } if got == id => return Some(outcome),
             Incoming::Response { id: got, .. } => self.common.event(UpstreamEvent::Dropped(
                 format!("response to request {got}, which nobody waits for here"),

@@ -31,6 +31,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -49,12 +51,46 @@ pub const NOT_SUPPORTED_CODE: i64 = -32601;
 pub const NOT_SUPPORTED_MESSAGE: &str = "not supported through mcpgw";
 
 /// What the upstream answered to one request.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Both members are kept as the upstream wrote them: validated JSON text, never built into a
+/// tree. Most answers go back to the agent untouched, so they are spliced into the reply as
+/// they are (cheaper for multi-KB results, and numbers keep every digit); only the answers the
+/// gateway reads or filters (`initialize`, the lists) are parsed, with [`Outcome::parse`].
+#[derive(Debug, Clone)]
 pub enum Outcome {
     /// The `result` member of the response.
-    Result(Value),
+    Result(Box<RawValue>),
     /// The JSON-RPC error object (`{code, message, data?}`) of the response.
-    Error(Value),
+    Error(Box<RawValue>),
+}
+
+impl Outcome {
+    /// The `result` or `error` member as a tree.
+    pub fn parse(raw: &RawValue) -> Result<Value, UpstreamError> {
+        serde_json::from_str(raw.get())
+            .map_err(|e| UpstreamError::Protocol(format!("unreadable answer: {e}")))
+    }
+
+    /// An outcome from trees (for tests and for answers the gateway assembles).
+    pub fn result(value: &Value) -> Outcome {
+        Outcome::Result(to_raw(value))
+    }
+}
+
+impl PartialEq for Outcome {
+    fn eq(&self, other: &Outcome) -> bool {
+        match (self, other) {
+            (Outcome::Result(a), Outcome::Result(b)) | (Outcome::Error(a), Outcome::Error(b)) => {
+                a.get() == b.get()
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A tree as raw JSON text. Serializing a `Value` cannot fail (its map keys are strings).
+fn to_raw(value: &Value) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).unwrap_or_default()
 }
 
 /// Why a request got no answer from the upstream.
@@ -291,6 +327,7 @@ pub(crate) fn refuse(id: &Value) -> String {
 }
 
 /// One message read from the upstream, classified.
+#[derive(Debug)]
 pub(crate) enum Incoming {
     /// A response to one of our requests (numeric id).
     Response { id: u64, outcome: Outcome },
@@ -304,23 +341,58 @@ pub(crate) enum Incoming {
     Invalid(String),
 }
 
-/// Classifies one JSON-RPC object (`msg` must already be known to carry `"jsonrpc"`).
-pub(crate) fn classify(mut msg: Value) -> Incoming {
+/// The members of an upstream message the gateway routes by. `result` and `error` stay
+/// text borrowed from the line; unknown members are ignored.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(default, deserialize_with = "present")]
+    jsonrpc: Option<serde::de::IgnoredAny>,
+    #[serde(default, deserialize_with = "present")]
+    id: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    method: Option<Value>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    result: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    error: Option<&'a RawValue>,
+}
+
+/// `Some` for a member that is there, even when it is `null` (serde's `Option` would read
+/// `null` as absent, and `"id": null` is not the same as no id).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// Classifies one message from the upstream. `None`: the text is not a JSON-RPC object (not
+/// JSON, not an object, a member twice, or no `"jsonrpc"`), and the caller reports it.
+pub(crate) fn classify(text: &[u8]) -> Option<Incoming> {
+    // A struct also deserializes from an array, by position: only objects are messages.
+    if text.trim_ascii_start().first() != Some(&b'{') {
+        return None;
+    }
+    let msg: Envelope<'_> = serde_json::from_slice(text).ok()?;
+    msg.jsonrpc.as_ref()?;
     let method = msg
-        .get("method")
+        .method
+        .as_ref()
         .and_then(Value::as_str)
         .map(str::to_string);
-    let id = msg.get("id").cloned();
-    match (method, id) {
+    Some(match (method, msg.id) {
         (Some(method), Some(id)) => Incoming::Request { id, method },
         (Some(method), None) => Incoming::Notification { method },
         (None, Some(id)) => {
-            let outcome = if let Some(r) = msg.get_mut("result") {
-                Outcome::Result(r.take())
-            } else if let Some(e) = msg.get_mut("error") {
-                Outcome::Error(e.take())
+            let outcome = if let Some(r) = msg.result {
+                Outcome::Result(r.to_owned())
+            } else if let Some(e) = msg.error {
+                Outcome::Error(e.to_owned())
             } else {
-                return Incoming::Invalid(format!("response without result or error (id {id})"));
+                return Some(Incoming::Invalid(format!(
+                    "response without result or error (id {id})"
+                )));
             };
             match id.as_u64() {
                 Some(id) => Incoming::Response { id, outcome },
@@ -328,7 +400,7 @@ pub(crate) fn classify(mut msg: Value) -> Incoming {
             }
         }
         (None, None) => Incoming::Invalid("message without method or id".into()),
-    }
+    })
 }
 
 /// Shortens text for an event, at a character boundary.
@@ -348,9 +420,13 @@ pub(crate) fn excerpt(text: &str) -> String {
 mod tests {
     use super::*;
 
+    fn classified(text: &str) -> Incoming {
+        classify(text.as_bytes()).expect("a JSON-RPC object")
+    }
+
     #[test]
     fn classifies_messages() {
-        let r = classify(json!({"jsonrpc":"2.0","id":7,"result":{"a":1}}));
+        let r = classified(r#"{"jsonrpc":"2.0","id":7,"result":{"a":1}}"#);
         assert!(matches!(
             r,
             Incoming::Response {
@@ -358,7 +434,7 @@ mod tests {
                 outcome: Outcome::Result(_)
             }
         ));
-        let r = classify(json!({"jsonrpc":"2.0","id":7,"error":{"code":1}}));
+        let r = classified(r#"{"jsonrpc":"2.0","id":7,"error":{"code":1}}"#);
         assert!(matches!(
             r,
             Incoming::Response {
@@ -366,16 +442,60 @@ mod tests {
                 outcome: Outcome::Error(_)
             }
         ));
-        let r = classify(json!({"jsonrpc":"2.0","id":"x","result":{}}));
+        let r = classified(r#"{"jsonrpc":"2.0","id":"x","result":{}}"#);
         assert!(matches!(r, Incoming::StrayResponse(_)));
-        let r = classify(json!({"jsonrpc":"2.0","id":"s1","method":"roots/list"}));
+        let r = classified(r#"{"jsonrpc":"2.0","id":"s1","method":"roots/list"}"#);
         assert!(matches!(r, Incoming::Request { .. }));
-        let r = classify(json!({"jsonrpc":"2.0","method":"notifications/message"}));
+        let r = classified(r#"{"jsonrpc":"2.0","method":"notifications/message"}"#);
         assert!(matches!(r, Incoming::Notification { .. }));
         assert!(matches!(
-            classify(json!({"jsonrpc":"2.0"})),
+            classified(r#"{"jsonrpc":"2.0"}"#),
             Incoming::Invalid(_)
         ));
+        // `null` is a value: a request with a null id is still a request.
+        let r = classified(r#"{"jsonrpc":"2.0","id":null,"method":"roots/list"}"#);
+        assert!(matches!(
+            r,
+            Incoming::Request {
+                id: Value::Null,
+                ..
+            }
+        ));
+        let r = classified(r#" {"jsonrpc":"2.0","id":3,"result":null}"#);
+        assert!(
+            matches!(r, Incoming::Response { id: 3, outcome: Outcome::Result(ref v) } if v.get() == "null")
+        );
+    }
+
+    #[test]
+    fn results_keep_the_upstream_text() {
+        let text = r#"{"jsonrpc":"2.0","id":4,"result":{"n":123456789012345678901234567890,"s":"\u00e9\n"}}"#;
+        let Incoming::Response {
+            outcome: Outcome::Result(raw),
+            ..
+        } = classified(text)
+        else {
+            panic!("not a response");
+        };
+        assert_eq!(
+            raw.get(),
+            r#"{"n":123456789012345678901234567890,"s":"\u00e9\n"}"#
+        );
+    }
+
+    #[test]
+    fn non_messages_are_not_classified() {
+        for text in [
+            "",
+            "not json",
+            r#"{"id":1,"result":{}}"#,
+            r#"["2.0",1,null,{}]"#,
+            r#"[{"jsonrpc":"2.0","id":1,"result":{}}]"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{},"result":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"a":}}"#,
+        ] {
+            assert!(classify(text.as_bytes()).is_none(), "{text}");
+        }
     }
 
     #[test]

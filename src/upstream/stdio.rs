@@ -424,7 +424,7 @@ async fn bring_up(
     let mut shutdown = shared.shutdown.subscribe();
     let outcome = tokio::select! {
         r = tokio::time::timeout(shared.common.call_timeout, answer) => match r {
-            Ok(Ok(Ok(Outcome::Result(v)))) => Ok(v),
+            Ok(Ok(Ok(Outcome::Result(raw)))) => Outcome::parse(&raw),
             Ok(Ok(Ok(Outcome::Error(e)))) => {
                 Err(UpstreamError::Protocol(format!("initialize was refused: {e}")))
             }
@@ -678,15 +678,12 @@ async fn read_stdout<R: AsyncRead + Unpin>(
         if line.is_empty() {
             continue;
         }
-        let msg = match serde_json::from_slice::<Value>(line) {
-            Ok(v) if v.get("jsonrpc").is_some() => v,
-            _ => {
-                let text = String::from_utf8_lossy(line);
-                common.event(UpstreamEvent::NonJsonLine(excerpt(&text)));
-                continue;
-            }
+        let Some(msg) = classify(line) else {
+            let text = String::from_utf8_lossy(line);
+            common.event(UpstreamEvent::NonJsonLine(excerpt(&text)));
+            continue;
         };
-        match classify(msg) {
+        match msg {
             Incoming::Response { id, outcome } => {
                 let waiting = shared.lock().pending.remove(&id);
                 match waiting {
