@@ -296,6 +296,65 @@ async fn a_reload_rereads_the_client_ca() {
     c.initialize().await.expect("certificate of the new CA");
 }
 
+/// Waits (bounded) for the gateway to say it reloaded `n` times.
+fn wait_for_reloads(gw: &Gateway, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = gw
+            .stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("reloaded"))
+            .count();
+        if seen >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no reload");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn a_reload_revokes_a_token_on_connections_already_open() {
+    let gw = Gateway::start_with(Options {
+        more_identities: vec!["second".into()],
+        ..Options::default()
+    });
+    let mut open = gw.agent().await;
+    open.initialize().await.unwrap();
+    // Two calls, so the connection has authenticated before and may remember it.
+    for _ in 0..2 {
+        open.call_tool("firewall_list_rules", json!({}))
+            .await
+            .unwrap();
+    }
+
+    // The same config without the agent's identity.
+    let config = std::fs::read_to_string(gw.path("mcpgw.toml")).unwrap();
+    let start = config.find("[[identity]]\nname = \"agent\"").unwrap();
+    let end = start
+        + config[start..]
+            .find("[[identity]]\nname = \"second\"")
+            .unwrap();
+    std::fs::write(
+        gw.path("mcpgw.toml"),
+        format!("{}{}", &config[..start], &config[end..]),
+    )
+    .unwrap();
+    gw.signal(libc::SIGHUP);
+    wait_for_reloads(&gw, 1);
+
+    let r = open.call_tool("firewall_list_rules", json!({})).await;
+    assert!(r.as_ref().is_err_and(|e| e.contains("401")), "{r:?}");
+    // The identity that stayed is unaffected.
+    let mut other = gw.connect(Some(&gw.other_tokens[0])).await;
+    other
+        .initialize()
+        .await
+        .expect("the second identity still authenticates");
+}
+
 const PROFILES: &str = r#"
 [profiles.readonly]
 default = "deny"

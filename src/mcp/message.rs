@@ -291,22 +291,29 @@ fn is_json_whitespace(c: char) -> bool {
 /// multi-byte character is ASCII, so scanning bytes cannot mistake part of a character for a
 /// quote or bracket. Malformed input may be miscounted, but serde_json rejects it anyway.
 fn check_depth(text: &str) -> Result<(), ParseError> {
+    let bytes = text.as_bytes();
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for (offset, byte) in text.bytes().enumerate() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                in_string = false;
+    let mut offset = 0;
+    while offset < bytes.len() {
+        match bytes[offset] {
+            b'"' => {
+                // Jump over the string's body: only a quote or a backslash can end or escape it.
+                let mut at = offset + 1;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &bytes[at..]) {
+                        Some(n) if bytes[at + n] == b'\\' => at += n + 2,
+                        Some(n) => {
+                            at += n;
+                            break;
+                        }
+                        None => return Ok(()), // unterminated: serde_json refuses it
+                    }
+                    if at >= bytes.len() {
+                        return Ok(());
+                    }
+                }
+                offset = at;
             }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
             b'{' | b'[' => {
                 depth += 1;
                 if depth > MAX_DEPTH {
@@ -318,6 +325,7 @@ fn check_depth(text: &str) -> Result<(), ParseError> {
             b'}' | b']' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        offset += 1;
     }
     Ok(())
 }
@@ -385,11 +393,18 @@ impl<'de> Visitor<'de> for StrictVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
         let mut map = Map::new();
         while let Some(key) = access.next_key::<String>()? {
-            if map.contains_key(&key) {
-                return Err(de::Error::custom(format!("duplicate key {}", quote(&key))));
+            match map.entry(key) {
+                serde_json::map::Entry::Occupied(seen) => {
+                    return Err(de::Error::custom(format!(
+                        "duplicate key {}",
+                        quote(seen.key())
+                    )));
+                }
+                serde_json::map::Entry::Vacant(slot) => {
+                    let StrictValue(value) = access.next_value()?;
+                    slot.insert(value);
+                }
             }
-            let StrictValue(value) = access.next_value()?;
-            map.insert(key, value);
         }
         Ok(Value::Object(map))
     }
@@ -831,6 +846,20 @@ mod tests {
             "[{".repeat(200)
         );
         assert!(parse(body.as_bytes()).is_ok(), "{body}");
+        // A string ending in an escaped backslash ends there: what follows counts.
+        let after_escape = |depth: usize| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"m","params":{{"s":"x\\","a":{}{}}}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            )
+        };
+        assert!(parse(after_escape(MAX_DEPTH - 2).as_bytes()).is_ok());
+        rejects(
+            after_escape(MAX_DEPTH - 1).as_bytes(),
+            PARSE_ERROR,
+            "deeper than 64",
+        );
         // Exactly 64 objects deep, then 65.
         let mut v = json!(1);
         for _ in 0..MAX_DEPTH - 1 {

@@ -10,12 +10,13 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use http::HeaderMap;
+use subtle::ConstantTimeEq;
 
 use crate::identity::{Identity, PeerCert, Refusal, TokenTable, TrustId};
 
@@ -98,21 +99,76 @@ impl FailureLimiter {
     }
 }
 
+/// One connection's last successful authentication, so that the requests after the first
+/// skip hashing the token (two SHA-256 blocks and a table lookup, about a microsecond).
+///
+/// A request hits only with the very same token table (a reload builds a new one, and may
+/// have revoked the token) and the very same token, compared in constant time. The source
+/// address and the client certificate are fixed for a connection, and the certificate's names
+/// count only under the table's runtime, so they need no checking again.
+#[derive(Default)]
+pub struct ConnectionAuth {
+    last: Mutex<Option<Remembered>>,
+}
+
+struct Remembered {
+    /// Weak, so the old table is not kept alive; while this is held its address is not
+    /// reused, so comparing addresses cannot mistake a new table for the old one.
+    table: Weak<TokenTable>,
+    token: Option<Box<[u8]>>,
+    identity: Identity,
+}
+
+impl ConnectionAuth {
+    fn recall(&self, table: &Arc<TokenTable>, token: Option<&[u8]>) -> Option<Identity> {
+        let last = self.last.lock().ok()?;
+        let remembered = last.as_ref()?;
+        if !std::ptr::eq(remembered.table.as_ptr(), Arc::as_ptr(table)) {
+            return None;
+        }
+        let same = match (remembered.token.as_deref(), token) {
+            (Some(a), Some(b)) => bool::from(a.ct_eq(b)),
+            (None, None) => true,
+            _ => false,
+        };
+        same.then(|| remembered.identity.clone())
+    }
+
+    fn remember(&self, table: &Arc<TokenTable>, token: Option<&[u8]>, identity: &Identity) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(Remembered {
+                table: Arc::downgrade(table),
+                token: token.map(Box::from),
+                identity: identity.clone(),
+            });
+        }
+    }
+}
+
 /// Checks the bearer token and client-certificate names (see [`verified_names`]) of a
-/// request coming from `source`. An address that used up its failures is refused before its
-/// credentials are looked at, so it cannot keep guessing; every kind of failure counts.
+/// request coming from `source` on a connection. An address that used up its failures is
+/// refused before its credentials are looked at, so it cannot keep guessing; every kind of
+/// failure counts.
 pub fn authenticate(
     headers: &HeaderMap,
     source: IpAddr,
     cert_names: &[Box<str>],
-    tokens: &TokenTable,
+    tokens: &Arc<TokenTable>,
     failures: &FailureLimiter,
+    connection: &ConnectionAuth,
 ) -> Result<Identity, AuthError> {
     if let Some(wait) = failures.throttled_for(source) {
         return Err(AuthError::Throttled(wait));
     }
-    let refusal = match tokens.resolve(bearer_token(headers), source, cert_names) {
-        Ok(identity) => return Ok(identity),
+    let token = bearer_token(headers);
+    if let Some(identity) = connection.recall(tokens, token) {
+        return Ok(identity);
+    }
+    let refusal = match tokens.resolve(token, source, cert_names) {
+        Ok(identity) => {
+            connection.remember(tokens, token, &identity);
+            return Ok(identity);
+        }
         Err(r) => r,
     };
     if let Some(wait) = failures.fail(source) {
@@ -155,12 +211,20 @@ mod tests {
     use super::*;
     use crate::identity::{IdentityConfig, TokenHash};
 
-    fn table() -> TokenTable {
-        TokenTable::new(&[IdentityConfig {
-            name: "agent".into(),
-            tokens: vec![TokenHash::of(b"s3cret")],
-            ..IdentityConfig::default()
-        }])
+    fn table() -> Arc<TokenTable> {
+        table_of(&[("agent", "s3cret")])
+    }
+
+    fn table_of(entries: &[(&str, &str)]) -> Arc<TokenTable> {
+        let identities: Vec<IdentityConfig> = entries
+            .iter()
+            .map(|(name, token)| IdentityConfig {
+                name: (*name).into(),
+                tokens: vec![TokenHash::of(token.as_bytes())],
+                ..IdentityConfig::default()
+            })
+            .collect();
+        Arc::new(TokenTable::new(&identities))
     }
 
     fn headers(values: &[&str]) -> HeaderMap {
@@ -174,31 +238,32 @@ mod tests {
     #[test]
     fn bearer_tokens_authenticate() {
         let (t, f) = (table(), FailureLimiter::new(100));
+        let c = ConnectionAuth::default();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         assert_eq!(
-            authenticate(&headers(&["Bearer s3cret"]), ip, &[], &t, &f)
+            authenticate(&headers(&["Bearer s3cret"]), ip, &[], &t, &f, &c)
                 .unwrap()
                 .name
                 .as_ref(),
             "agent"
         );
         assert_eq!(
-            authenticate(&headers(&["bearer  s3cret "]), ip, &[], &t, &f)
+            authenticate(&headers(&["bearer  s3cret "]), ip, &[], &t, &f, &c)
                 .unwrap()
                 .name
                 .as_ref(),
             "agent"
         );
         assert_eq!(
-            authenticate(&headers(&[]), ip, &[], &t, &f),
+            authenticate(&headers(&[]), ip, &[], &t, &f, &c),
             Err(AuthError::Missing)
         );
         assert_eq!(
-            authenticate(&headers(&["Bearer nope"]), ip, &[], &t, &f),
+            authenticate(&headers(&["Bearer nope"]), ip, &[], &t, &f, &c),
             Err(AuthError::Invalid)
         );
         assert_eq!(
-            authenticate(&headers(&["Basic s3cret"]), ip, &[], &t, &f),
+            authenticate(&headers(&["Basic s3cret"]), ip, &[], &t, &f, &c),
             Err(AuthError::Missing)
         );
         assert_eq!(
@@ -207,7 +272,8 @@ mod tests {
                 ip,
                 &[],
                 &t,
-                &f
+                &f,
+                &c
             ),
             Err(AuthError::Missing)
         );
@@ -216,26 +282,53 @@ mod tests {
     #[test]
     fn failures_are_throttled_per_address() {
         let (t, f) = (table(), FailureLimiter::new(3));
+        let c = ConnectionAuth::default();
         let bad: IpAddr = "192.0.2.1".parse().unwrap();
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         for _ in 0..3 {
             assert_eq!(
-                authenticate(&headers(&["Bearer x"]), bad, &[], &t, &f),
+                authenticate(&headers(&["Bearer x"]), bad, &[], &t, &f, &c),
                 Err(AuthError::Invalid)
             );
         }
         assert!(matches!(
-            authenticate(&headers(&["Bearer x"]), bad, &[], &t, &f),
+            authenticate(&headers(&["Bearer x"]), bad, &[], &t, &f, &c),
             Err(AuthError::Throttled(_))
         ));
         // Once throttled, not even the right token is looked at; other addresses are unaffected.
         assert!(matches!(
-            authenticate(&headers(&["Bearer s3cret"]), bad, &[], &t, &f),
+            authenticate(&headers(&["Bearer s3cret"]), bad, &[], &t, &f, &c),
             Err(AuthError::Throttled(_))
         ));
         assert_eq!(
-            authenticate(&headers(&["Bearer x"]), other, &[], &t, &f),
+            authenticate(&headers(&["Bearer x"]), other, &[], &t, &f, &c),
             Err(AuthError::Invalid)
         );
+    }
+
+    #[test]
+    fn a_connection_reuses_only_the_same_token_under_the_same_table() {
+        let f = FailureLimiter::new(100);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let c = ConnectionAuth::default();
+        let name = |r: Result<Identity, AuthError>| r.map(|i| i.name.to_string());
+        let before = table_of(&[("a", "token-a"), ("b", "token-b")]);
+        let auth =
+            |h: &[&str], t: &Arc<TokenTable>| name(authenticate(&headers(h), ip, &[], t, &f, &c));
+        assert_eq!(auth(&["Bearer token-a"], &before), Ok("a".into()));
+        assert_eq!(auth(&["Bearer token-a"], &before), Ok("a".into()));
+        // Another token on the same connection is looked up, not taken for the remembered one.
+        assert_eq!(auth(&["Bearer token-b"], &before), Ok("b".into()));
+        assert_eq!(auth(&["Bearer token-"], &before), Err(AuthError::Invalid));
+        assert_eq!(auth(&[], &before), Err(AuthError::Missing));
+        assert_eq!(auth(&["Bearer token-b"], &before), Ok("b".into()));
+        // A reload that revokes the token: the new table decides, whatever was remembered.
+        let after = table_of(&[("a", "token-a")]);
+        assert_eq!(auth(&["Bearer token-b"], &after), Err(AuthError::Invalid));
+        assert_eq!(auth(&["Bearer token-a"], &after), Ok("a".into()));
+        // The remembered table is dropped; a new table decides, wherever it was allocated.
+        drop((before, after));
+        let again = table_of(&[("c", "token-a")]);
+        assert_eq!(auth(&["Bearer token-a"], &again), Ok("c".into()));
     }
 }

@@ -23,7 +23,7 @@ use crate::audit::Severity;
 use crate::identity::PeerCert;
 use crate::mcp::message::{self, Message, error_response};
 
-use super::auth::{AuthError, authenticate, verified_names};
+use super::auth::{AuthError, ConnectionAuth, authenticate, verified_names};
 use super::dispatch::{CallContext, Reply, SUPPORTED_VERSIONS, dispatch};
 use super::session::SessionError;
 use super::{Runtime, Shared};
@@ -39,20 +39,27 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 pub type Body = Full<Bytes>;
 
-/// Serves one HTTP request from `source`, on a connection with client certificate `peer`.
+/// What a request knows of the connection it came on.
+pub struct Connection<'a> {
+    /// The agent's address.
+    pub source: IpAddr,
+    /// The client certificate verified in the handshake, if any.
+    pub peer: Option<&'a PeerCert>,
+    /// The connection's last successful authentication.
+    pub auth: &'a ConnectionAuth,
+}
+
+/// Serves one HTTP request that came `on` a connection.
 pub async fn handle(
     shared: &Shared,
     req: Request<Incoming>,
-    source: IpAddr,
-    peer: Option<&PeerCert>,
+    on: &Connection<'_>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let runtime = shared.runtime.load_full();
-    Ok(
-        match serve(shared, &runtime, req, source, peer, started).await {
-            Ok(resp) | Err(resp) => resp,
-        },
-    )
+    Ok(match serve(shared, &runtime, req, on, started).await {
+        Ok(resp) | Err(resp) => resp,
+    })
 }
 
 type Answer = Result<Response<Body>, Response<Body>>;
@@ -61,23 +68,24 @@ async fn serve(
     shared: &Shared,
     runtime: &Runtime,
     req: Request<Incoming>,
-    source: IpAddr,
-    peer: Option<&PeerCert>,
+    on: &Connection<'_>,
     started: Instant,
 ) -> Answer {
+    let source = on.source;
     if req.uri().path() != MCP_PATH {
         return Err(plain(
             StatusCode::NOT_FOUND,
             "not found: the MCP endpoint is /mcp",
         ));
     }
-    let cert_names = verified_names(peer, runtime.client_trust.as_ref().map(|t| t.id));
+    let cert_names = verified_names(on.peer, runtime.client_trust.as_ref().map(|t| t.id));
     let authenticated = authenticate(
         req.headers(),
         source,
         cert_names,
         &runtime.tokens,
         &shared.failures,
+        on.auth,
     );
     let identity = match authenticated {
         Ok(identity) => identity,

@@ -20,7 +20,8 @@ use crate::audit::Severity;
 use crate::identity::PeerCert;
 
 use super::Shared;
-use super::http::handle;
+use super::auth::ConnectionAuth;
+use super::http::{Connection, handle};
 
 /// Connections refused because the cap was reached (reported in the log, then reset).
 static REFUSED: AtomicU64 = AtomicU64::new(0);
@@ -100,10 +101,19 @@ async fn connection(
     // connection; every request on it carries the certificate's names to authentication.
     let service = |peer: Option<Arc<PeerCert>>| {
         let shared = shared.clone();
+        let auth = Arc::new(ConnectionAuth::default());
         service_fn(move |req| {
             let shared = shared.clone();
             let peer = peer.clone();
-            async move { handle(&shared, req, source, peer.as_deref()).await }
+            let auth = auth.clone();
+            async move {
+                let on = Connection {
+                    source,
+                    peer: peer.as_deref(),
+                    auth: &auth,
+                };
+                handle(&shared, req, &on).await
+            }
         })
     };
     let (tls, trust) = {

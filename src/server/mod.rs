@@ -39,7 +39,8 @@ use session::Sessions;
 /// What a reload can replace, swapped whole.
 pub struct Runtime {
     pub policy: Policy,
-    pub tokens: TokenTable,
+    /// Shared so a connection can tell, by address, whether a reload replaced it.
+    pub tokens: Arc<TokenTable>,
     /// `None` for plain HTTP on loopback.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub allowed_origins: Vec<String>,
@@ -66,7 +67,7 @@ impl Runtime {
             None => (None, None),
         };
         Ok(Runtime {
-            tokens: TokenTable::new(&config.identities),
+            tokens: Arc::new(TokenTable::new(&config.identities)),
             tls,
             allowed_origins: config.listen.allowed_origins.clone(),
             log_arguments: config.syslog.log_arguments.clone(),
