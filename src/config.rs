@@ -173,6 +173,8 @@ struct SyslogSection {
     #[serde(default)]
     queue: Option<Spanned<u64>>,
     #[serde(default)]
+    send_timeout_ms: Option<Spanned<u64>>,
+    #[serde(default)]
     log_arguments: Vec<String>,
     #[serde(default)]
     hostname: Option<String>,
@@ -282,6 +284,9 @@ pub struct UpstreamConfig {
 pub struct SyslogConfig {
     pub socket: PathBuf,
     pub queue: usize,
+    /// Longest one send to the socket may block (a stuck syslog daemon). Records that wait
+    /// meanwhile stay queued; when the queue is full they are dropped and counted.
+    pub send_timeout: Duration,
     /// Argument names whose values are written into decision lines (none by default).
     pub log_arguments: Vec<String>,
     /// HOSTNAME field of the RFC 5424 header; the machine's name when unset.
@@ -293,6 +298,7 @@ impl Default for SyslogConfig {
         SyslogConfig {
             socket: PathBuf::from(DEFAULT_SYSLOG_SOCKET),
             queue: 4096,
+            send_timeout: Duration::from_millis(100),
             log_arguments: Vec::new(),
             hostname: None,
         }
@@ -636,6 +642,13 @@ fn validate_syslog(map: &SourceMap, s: SyslogSection) -> Result<SyslogConfig, Co
     Ok(SyslogConfig {
         socket: s.socket.map(PathBuf::from).unwrap_or(d.socket),
         queue: bounded(map, s.queue, "queue", d.queue as u64, 16..1_000_001)? as usize,
+        send_timeout: Duration::from_millis(bounded(
+            map,
+            s.send_timeout_ms,
+            "send_timeout_ms",
+            d.send_timeout.as_millis() as u64,
+            1..60_001,
+        )?),
         log_arguments: s.log_arguments,
         hostname: s.hostname,
     })
@@ -999,6 +1012,21 @@ mod tests {
         assert!(
             err.message
                 .contains("workers = 100 is out of range: it must be at least 0 and below 65"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn syslog_send_timeout_defaults_to_100_ms_and_is_bounded() {
+        let default = parsed(&text("", "")).expect("valid config");
+        assert_eq!(default.syslog.send_timeout, Duration::from_millis(100));
+        let long = parsed(&text("", "[syslog]\nsend_timeout_ms = 2000")).expect("valid config");
+        assert_eq!(long.syslog.send_timeout, Duration::from_secs(2));
+        let t = text("", "[syslog]\nsend_timeout_ms = 0");
+        let (err, at) = error_at(&t, "0\n[policy]");
+        assert_eq!(err.position, Some(at), "{err}");
+        assert!(
+            err.message.contains("send_timeout_ms = 0 is out of range"),
             "{err}"
         );
     }

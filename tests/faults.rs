@@ -293,6 +293,7 @@ async fn syslog_nobody_reads_calls_still_answered() {
     let sock = UnixDatagram::bind(&path).expect("bind");
     let gw = Gateway::start_with(Options {
         syslog_socket: Some(path.to_string_lossy().into_owned()),
+        syslog_extra: "send_timeout_ms = 100\n".into(),
         ..Options::default()
     });
     let mut agent = gw.agent().await;

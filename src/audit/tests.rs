@@ -39,6 +39,7 @@ fn config(socket: &Path, queue: usize) -> SyslogConfig {
     SyslogConfig {
         socket: socket.to_path_buf(),
         queue,
+        send_timeout: std::time::Duration::from_millis(100),
         log_arguments: vec!["interface".to_string()],
         hostname: Some("fw.test".to_string()),
     }

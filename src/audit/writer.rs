@@ -4,8 +4,9 @@
 //! counted; the socket is re-connected at most once per [`RETRY`] (the thread sleeps in the
 //! queue's `recv_timeout` meanwhile, it never spins). Once a send can happen again, the first
 //! line is an Error report of how many records were lost since the last report (including
-//! queue-full drops), then writing continues. Each send has a [`SEND_TIMEOUT`], so a stuck
-//! syslog costs at most one timeout per retry period.
+//! queue-full drops), then writing continues. Each send has a timeout (`[syslog]
+//! send_timeout_ms`, 100 ms by default), so a stuck syslog costs at most one timeout per retry
+//! period.
 
 use std::collections::HashSet;
 use std::io;
@@ -23,8 +24,6 @@ use crate::config::SyslogConfig;
 
 /// Shortest time between two connection attempts.
 pub(super) const RETRY: Duration = Duration::from_secs(1);
-/// Longest a single send may block.
-pub(super) const SEND_TIMEOUT: Duration = Duration::from_millis(100);
 /// After the last record, how long the writer keeps polling the queue (short sleeps) before
 /// it blocks on it again. While it polls, callers queue records without a wake-up (a futex
 /// call and a context switch on the request path); records are still sent one by one, in
@@ -44,6 +43,7 @@ pub(super) struct Writer {
     shared: Arc<Shared>,
     done: Sender<()>,
     path: PathBuf,
+    send_timeout: Duration,
     /// Frames lines (header text and the timestamp to the second are cached).
     framer: Framer,
     /// The message of the record being written, reused from record to record.
@@ -78,6 +78,7 @@ impl Writer {
             shared,
             done,
             path: cfg.socket.clone(),
+            send_timeout: cfg.send_timeout,
             framer: Framer::new(&host, std::process::id()),
             msg: String::with_capacity(512),
             line: String::with_capacity(640),
@@ -259,14 +260,14 @@ impl Writer {
     /// One connection attempt; leaves `sock` set on success.
     fn connect(&mut self) {
         self.last_attempt = Some(Instant::now());
-        self.sock = open(&self.path).ok();
+        self.sock = open(&self.path, self.send_timeout).ok();
     }
 }
 
 /// A datagram socket connected to `path`, with a send timeout and a big enough send buffer.
-fn open(path: &std::path::Path) -> io::Result<UnixDatagram> {
+fn open(path: &std::path::Path, send_timeout: Duration) -> io::Result<UnixDatagram> {
     let sock = UnixDatagram::unbound()?;
-    sock.set_write_timeout(Some(SEND_TIMEOUT))?;
+    sock.set_write_timeout(Some(send_timeout))?;
     raise_sndbuf(&sock);
     sock.connect(path)?;
     Ok(sock)

@@ -162,8 +162,16 @@ impl Gateway {
         } else {
             "cert = \"cert.pem\"\nkey = \"key.pem\"\n".to_string()
         };
+        // The drain thread above may be off the CPU for a while on a busy machine. A send
+        // that waits for it must not time out and drop records, or tests that count decision
+        // lines would fail for the machine's sake; tests of timeouts set their own.
+        let send_timeout = if opts.syslog_extra.contains("send_timeout_ms") {
+            ""
+        } else {
+            "send_timeout_ms = 5000\n"
+        };
         let config = format!(
-            "[listen]\naddress = \"127.0.0.1:0\"\n{tls}{}\n[upstream]\n{upstream}\n[syslog]\nsocket = {:?}\n{}\n{identities}\n{}",
+            "[listen]\naddress = \"127.0.0.1:0\"\n{tls}{}\n[upstream]\n{upstream}\n[syslog]\nsocket = {:?}\n{send_timeout}{}\n{identities}\n{}",
             opts.listen_extra,
             opts.syslog_socket.as_deref().unwrap_or("log.sock"),
             opts.syslog_extra,
