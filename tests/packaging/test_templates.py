@@ -242,7 +242,8 @@ def variants(tmp):
                      dict(enabled='1', name='agent', token_sha256=HASH_A, description=''))],
     ), dict(address='127.0.0.1:8443', tls=False, identities=['agent'], tools={}, enabled=True)
     yield 'full', dict(
-        general=dict(enabled='1', listen_address='0.0.0.0', listen_port='9443', certificate='5f0a1b2c3d4e5'),
+        general=dict(enabled='1', listen_address='0.0.0.0', listen_port='9443', certificate='5f0a1b2c3d4e5',
+                     workers='2'),
         upstream=dict(command='/usr/local/bin/node', args='--max-old-space-size=256\r\n' + AWKWARD_ARG + '\r\n\r\n',
                       opnsense_host='https://192.0.2.1:4443', api_key=AWKWARD_KEY, api_secret=AWKWARD_SECRET,
                       verify_ssl='0'),
@@ -354,6 +355,10 @@ def check_variant(name, spec, expect, tmp, mcpgw):
                'OPNSENSE_VERIFY_SSL': 'false' if up['verify_ssl'] == '0' else 'true'},
        '%s: opnsense.env reads back as %r' % (name, env))
 
+    if name == 'full':
+        ok(toml['listen'].get('workers') == 2, 'full: listen.workers')
+    else:
+        ok('workers' not in toml['listen'], '%s: no workers line without the setting (mcpgw picks)' % name)
     if name == 'full':
         ok(toml['upstream']['args'] == ['--max-old-space-size=256', AWKWARD_ARG], 'full: args split per line')
         ok(toml['syslog']['log_arguments'] == ['interface', 'description'], 'full: log_arguments')
