@@ -10,7 +10,9 @@
 //! on, while the pipe has room: handing every line to the writer task cost a wake-up of the
 //! main thread per call. Only when the pipe is full does a line go to the writer task, and
 //! every later one follows it there until the writer has caught up, so lines keep their
-//! order. Writes happen under the state lock, which also orders them.
+//! order. Writes happen under the connection's own stdin lock, never under the state lock:
+//! a pipe write can take microseconds (it wakes the child), and the stdout reader needs the
+//! state lock for every answer.
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::Stdio;
@@ -46,9 +48,32 @@ struct Pending {
     reply: Reply,
 }
 
-/// The stdin of one initialized child.
+/// One initialized child, as calls see it.
 struct Conn {
     generation: u64,
+    /// Its stdin; the lock orders whole lines.
+    stdin: Mutex<Stdin>,
+}
+
+impl Conn {
+    fn new(generation: u64, stdin: Stdin) -> Conn {
+        Conn {
+            generation,
+            stdin: Mutex::new(stdin),
+        }
+    }
+
+    /// Sends one line (see [`Stdin::send`]).
+    fn send(&self, line: String) -> Result<(), ()> {
+        self.stdin
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(line)
+    }
+}
+
+/// The write side of a child's stdin.
+struct Stdin {
     /// A second handle on the stdin pipe (non-blocking), written directly by calls. Dropped
     /// with the `Conn`, so closing stdin still ends with the writer task.
     pipe: Option<std::fs::File>,
@@ -58,10 +83,10 @@ struct Conn {
     tx: mpsc::UnboundedSender<Vec<u8>>,
 }
 
-impl Conn {
+impl Stdin {
     /// Sends `line` to the child: straight into the pipe while nothing is queued and the
-    /// pipe has room, else (the rest of it) through the writer task. Call with the state
-    /// lock held. `Err` when the writer has ended (the child's stdin is gone).
+    /// pipe has room, else (the rest of it) through the writer task. `Err` when the writer
+    /// has ended (the child's stdin is gone).
     fn send(&mut self, line: String) -> Result<(), ()> {
         let mut line = line.into_bytes();
         if !self.backlogged
@@ -119,7 +144,7 @@ fn direct_pipe(stdin: &ChildStdin) -> Option<std::fs::File> {
 #[derive(Default)]
 struct State {
     /// `Some` while a child is running and initialized: calls go there.
-    conn: Option<Conn>,
+    conn: Option<Arc<Conn>>,
     pending: HashMap<u64, Pending>,
     pid: Option<u32>,
     stopped: bool,
@@ -222,36 +247,40 @@ impl StdioUpstream {
         line.push('\n');
         let mut ready = shared.ready.subscribe();
         let (rx, mut guard) = loop {
-            {
+            let published = {
                 let mut st = shared.lock();
                 if st.stopped {
                     return Err(UpstreamError::Unavailable(
                         "the upstream was shut down".into(),
                     ));
                 }
-                if let Some(conn) = st.conn.as_mut() {
-                    let generation = conn.generation;
-                    if conn.send(line).is_err() {
-                        return Err(UpstreamError::Died);
-                    }
+                // Waiting before the line goes out, so the answer always finds its caller.
+                st.conn.clone().map(|conn| {
                     let (tx, rx) = oneshot::channel();
                     st.pending.insert(
                         id,
                         Pending {
-                            generation,
+                            generation: conn.generation,
                             reply: tx,
                         },
                     );
-                    break (
-                        rx,
-                        CallGuard {
-                            shared: shared.clone(),
-                            id,
-                            done: false,
-                            reason: "request cancelled by the client",
-                        },
-                    );
+                    (conn, rx)
+                })
+            };
+            if let Some((conn, rx)) = published {
+                if conn.send(line).is_err() {
+                    shared.lock().pending.remove(&id);
+                    return Err(UpstreamError::Died);
                 }
+                break (
+                    rx,
+                    CallGuard {
+                        shared: shared.clone(),
+                        id,
+                        done: false,
+                        reason: "request cancelled by the client",
+                    },
+                );
             }
             match tokio::time::timeout_at(deadline, ready.changed()).await {
                 Ok(Ok(())) => {}
@@ -282,7 +311,8 @@ impl StdioUpstream {
     pub(crate) fn notify(&self, method: &str, params: Option<&Value>) {
         let mut line = encode(None, method, params);
         line.push('\n');
-        if let Some(conn) = self.shared.lock().conn.as_mut() {
+        let conn = self.shared.lock().conn.clone();
+        if let Some(conn) = conn {
             let _ = conn.send(line);
         }
     }
@@ -322,13 +352,16 @@ impl Drop for CallGuard {
         if self.done {
             return;
         }
-        let mut st = self.shared.lock();
-        let Some(p) = st.pending.remove(&self.id) else {
-            return;
+        let conn = {
+            let mut st = self.shared.lock();
+            let Some(p) = st.pending.remove(&self.id) else {
+                return;
+            };
+            st.conn
+                .clone()
+                .filter(|conn| conn.generation == p.generation)
         };
-        if let Some(conn) = st.conn.as_mut()
-            && conn.generation == p.generation
-        {
+        if let Some(conn) = conn {
             let mut line = cancelled(self.id, self.reason);
             line.push('\n');
             let _ = conn.send(line);
@@ -397,18 +430,21 @@ async fn bring_up(
     let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
     // Until it is published, the child's lines (initialize) go through the writer; it hands
     // writing to the callers once it has caught up.
-    let conn = Conn {
+    let to_writer = tx.downgrade();
+    let conn = Arc::new(Conn::new(
         generation,
-        pipe: direct_pipe(&stdin),
-        backlogged: true,
-        tx,
-    };
+        Stdin {
+            pipe: direct_pipe(&stdin),
+            backlogged: true,
+            tx,
+        },
+    ));
     let writer = tokio::spawn(write_stdin(shared.clone(), generation, stdin, rx));
     tokio::spawn(read_stdout(
         shared.clone(),
         stdout,
         generation,
-        conn.tx.downgrade(),
+        to_writer.clone(),
     ));
     tokio::spawn(read_stderr(shared.common.clone(), stderr));
 
@@ -420,7 +456,9 @@ async fn bring_up(
         .insert(id, Pending { generation, reply });
     let mut line = encode(Some(id), "initialize", Some(&initialize_params()));
     line.push('\n');
-    let _ = conn.tx.send(line.into_bytes());
+    if let Some(tx) = to_writer.upgrade() {
+        let _ = tx.send(line.into_bytes());
+    }
     let mut shutdown = shared.shutdown.subscribe();
     let outcome = tokio::select! {
         r = tokio::time::timeout(shared.common.call_timeout, answer) => match r {
@@ -466,7 +504,9 @@ async fn bring_up(
     // Through the writer, as everything before publication: the writer clears `backlogged`
     // after its first batch once the child is published (or this very one, if published
     // in time).
-    let _ = conn.tx.send(line.into_bytes());
+    if let Some(tx) = to_writer.upgrade() {
+        let _ = tx.send(line.into_bytes());
+    }
     let published = {
         let mut st = shared.lock();
         if st.stopped {
@@ -592,14 +632,20 @@ async fn write_stdin(
         if !ok || out.flush().await.is_err() {
             return;
         }
-        // Callers queue under the lock, so an empty queue seen under it stays empty until
-        // the flag is cleared.
-        let mut st = shared.lock();
-        if rx.is_empty()
-            && let Some(conn) = st.conn.as_mut()
-            && conn.generation == generation
-        {
-            conn.backlogged = false;
+        // After publication, callers queue under the stdin lock, so an empty queue seen
+        // under it stays empty until the flag is cleared. (Before it, only this child's
+        // setup and its stdout reader queue, under the state lock; the child is not found
+        // here then.)
+        let conn = shared
+            .lock()
+            .conn
+            .clone()
+            .filter(|conn| conn.generation == generation);
+        if let Some(conn) = conn {
+            let mut stdin = conn.stdin.lock().unwrap_or_else(|p| p.into_inner());
+            if rx.is_empty() {
+                stdin.backlogged = false;
+            }
         }
     }
     let _ = out.shutdown().await;
@@ -703,20 +749,23 @@ async fn read_stdout<R: AsyncRead + Unpin>(
             Incoming::Request { id, method } => {
                 let mut line = refuse(&id);
                 line.push('\n');
-                // Ordered like a call's line: under the lock, direct or queued. Before the
-                // child is published only the writer writes, so queueing is in order.
-                let mut st = shared.lock();
-                match st.conn.as_mut() {
+                // Ordered like a call's line: direct or queued under the stdin lock once the
+                // child is published. Before that only the writer writes, and the line is
+                // queued under the state lock, which the writer takes before it hands writing
+                // to callers.
+                let st = shared.lock();
+                match st.conn.clone() {
                     Some(conn) if conn.generation == generation => {
+                        drop(st);
                         let _ = conn.send(line);
                     }
                     _ => {
                         if let Some(tx) = writer.upgrade() {
                             let _ = tx.send(line.into_bytes());
                         }
+                        drop(st);
                     }
                 }
-                drop(st);
                 common.event(UpstreamEvent::Dropped(format!(
                     "server request {method} (refused)"
                 )));
