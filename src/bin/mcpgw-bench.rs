@@ -83,6 +83,10 @@ struct Cli {
     /// first run's child answers at once.
     #[arg(long, default_value_t = 100)]
     stdio_work_us: u64,
+    /// Bytes of rule listing the mock adds to every tools/call result (`mcpgw-mock
+    /// --result-bytes`; the real server's answers are often several KB). 0: a short result.
+    #[arg(long, default_value_t = 0)]
+    result_bytes: usize,
     /// Tokio worker threads of the HTTP mock upstream (0: tokio's default, one per core).
     #[arg(long, default_value_t = 1)]
     mock_threads: usize,
@@ -234,7 +238,7 @@ async fn run(cli: Cli) -> Result<(), String> {
 
     let dir = TempDir::new("run")?;
     let syslog = SyslogSink::bind(&dir.path("log.sock"))?;
-    let mock = setup::start_mock_http(cli.mock_threads)?;
+    let mock = setup::start_mock_http(cli.mock_threads, cli.result_bytes)?;
     println!(
         "\n== load scenarios (mock upstream on {}, {} worker thread(s))",
         mock.addr,
@@ -373,6 +377,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             let upstream = Upstream::Stdio {
                 threads: cli.mock_threads,
                 work_us,
+                result_bytes: cli.result_bytes,
             };
             let (_gw, target) = bench_gateway(
                 &dir,
@@ -387,6 +392,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     &mock_bin,
                     cli.mock_threads,
                     work_us,
+                    cli.result_bytes,
                     conns,
                     warmup,
                     measure,

@@ -59,6 +59,11 @@ struct Cli {
     /// server is a single Node.js event loop). 0: answer at once.
     #[arg(long, global = true, default_value_t = 0)]
     work_us: u64,
+    /// Add to every tools/call result a second text item of about this many bytes: a rule
+    /// listing as JSON text, like the real server's answers (quotes escaped inside the text).
+    /// 0: none.
+    #[arg(long, global = true, default_value_t = 0)]
+    result_bytes: usize,
 }
 
 #[derive(Subcommand)]
@@ -93,6 +98,8 @@ struct Mock {
     next_server_id: AtomicU64,
     /// `--work-us`; calls take turns on `busy` to spend it.
     work: Duration,
+    /// `--result-bytes` of listing, made once.
+    listing: Option<String>,
     busy: Mutex<()>,
 }
 
@@ -272,8 +279,37 @@ impl Mock {
             return rpc_error(id, -32602, format!("Unknown tool: {shown}"));
         };
         let text = json!({"tool": tool, "arguments": arguments}).to_string();
-        rpc_result(id, json!({"content": [{"type": "text", "text": text}]}))
+        let mut content = vec![json!({"type": "text", "text": text})];
+        if let Some(listing) = &self.listing {
+            content.push(json!({"type": "text", "text": listing}));
+        }
+        rpc_result(id, json!({"content": content}))
     }
+}
+
+/// About `bytes` of firewall rules as JSON text, the shape of the real server's listings.
+fn rule_listing(bytes: usize) -> String {
+    let mut rules = Vec::new();
+    let mut size = 2;
+    for n in 0.. {
+        if size >= bytes {
+            break;
+        }
+        let rule = json!({
+            "uuid": format!("4f9c{n:04x}-2b1e-4c7a-9d3e-0a1b2c3d4e5f"),
+            "enabled": "1",
+            "action": if n % 3 == 0 { "block" } else { "pass" },
+            "interface": "lan",
+            "protocol": "TCP",
+            "source_net": format!("10.{}.{}.0/24", n / 256 % 256, n % 256),
+            "destination_port": format!("{}", 1024 + n % 50000),
+            "description": format!("Allow \"app-{n}\" to the DMZ (ticket #{n})"),
+        })
+        .to_string();
+        size += rule.len() + 1;
+        rules.push(rule);
+    }
+    format!("[{}]", rules.join(","))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -573,6 +609,7 @@ fn run(cli: Cli) -> Result<(), String> {
         sessions: Mutex::new(HashSet::new()),
         next_server_id: AtomicU64::new(1),
         work: Duration::from_micros(cli.work_us),
+        listing: (cli.result_bytes > 0).then(|| rule_listing(cli.result_bytes)),
         busy: Mutex::new(()),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -240,6 +240,7 @@ pub async fn run_stdio_direct(
     mock: &std::path::Path,
     threads: usize,
     work_us: u64,
+    result_bytes: usize,
     inflight: usize,
     warmup: Duration,
     measure: Duration,
@@ -250,7 +251,8 @@ pub async fn run_stdio_direct(
         cmd.env("TOKIO_WORKER_THREADS", threads.to_string());
     }
     let mut child = cmd
-        .args(["--work-us", &work_us.to_string(), "stdio"])
+        .args(["--work-us", &work_us.to_string()])
+        .args(["--result-bytes", &result_bytes.to_string(), "stdio"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

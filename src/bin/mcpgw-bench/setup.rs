@@ -98,8 +98,10 @@ pub struct Mock {
 }
 
 /// `threads`: tokio worker threads of the mock (TOKIO_WORKER_THREADS); 0 keeps tokio's default.
-pub fn start_mock_http(threads: usize) -> Result<Mock, String> {
+/// `result_bytes`: `mcpgw-mock --result-bytes`.
+pub fn start_mock_http(threads: usize, result_bytes: usize) -> Result<Mock, String> {
     let mut cmd = Command::new(sibling("mcpgw-mock")?);
+    cmd.args(["--result-bytes", &result_bytes.to_string()]);
     cmd.args(["http", "--listen", "127.0.0.1:0"]);
     if threads > 0 {
         cmd.env("TOKIO_WORKER_THREADS", threads.to_string());
@@ -122,10 +124,11 @@ pub fn start_mock_http(threads: usize) -> Result<Mock, String> {
 pub enum Upstream {
     Http(SocketAddr),
     /// The mock as a stdio child with this many tokio worker threads (0: default), spending
-    /// `work_us` of CPU per call (`mcpgw-mock --work-us`).
+    /// `work_us` of CPU per call (`mcpgw-mock --work-us`), with `--result-bytes`.
     Stdio {
         threads: usize,
         work_us: u64,
+        result_bytes: usize,
     },
 }
 
@@ -174,8 +177,12 @@ pub fn write_gateway_config(
     }
     let upstream = match spec.upstream {
         Upstream::Http(addr) => format!("url = \"http://{addr}/mcp\"\n"),
-        Upstream::Stdio { threads, work_us } => format!(
-            "command = {:?}\nargs = [\"--work-us\", \"{work_us}\", \"stdio\"]\n{}",
+        Upstream::Stdio {
+            threads,
+            work_us,
+            result_bytes,
+        } => format!(
+            "command = {:?}\nargs = [\"--work-us\", \"{work_us}\", \"--result-bytes\", \"{result_bytes}\", \"stdio\"]\n{}",
             sibling("mcpgw-mock")?.display().to_string(),
             if threads > 0 {
                 format!("env = {{ TOKIO_WORKER_THREADS = \"{threads}\" }}\n")
