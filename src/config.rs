@@ -280,7 +280,7 @@ pub struct UpstreamConfig {
 }
 
 /// Where decisions are written.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SyslogConfig {
     pub socket: PathBuf,
     pub queue: usize,

@@ -390,3 +390,34 @@ fn the_shipped_example_configs_pass_check() {
     );
     assert!(out.contains("risk classes read=allow"), "{out}");
 }
+
+#[tokio::test]
+async fn a_reload_says_which_changes_wait_for_a_restart() {
+    let gw = Gateway::start(support::DEFAULT_POLICY);
+    let config = std::fs::read_to_string(gw.path("mcpgw.toml")).unwrap();
+    assert!(config.contains("send_timeout_ms = 5000"), "{config}");
+    std::fs::write(
+        gw.path("mcpgw.toml"),
+        config.replace("send_timeout_ms = 5000", "send_timeout_ms = 4000"),
+    )
+    .unwrap();
+    gw.signal(libc::SIGHUP);
+    let warned = || {
+        gw.syslog
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("reload: [syslog] changed; it takes effect after a restart"))
+    };
+    assert!(
+        support::wait_until(Duration::from_secs(10), warned).await,
+        "the [syslog] change is reported as needing a restart"
+    );
+    // The policy part of the same reload still applies.
+    let mut agent = gw.agent().await;
+    let r = agent
+        .call_tool("firewall_list_rules", json!({}))
+        .await
+        .unwrap();
+    assert!(r.get("error").is_none(), "{r}");
+}

@@ -208,6 +208,33 @@ async fn stdio_skips_non_json_lines() {
 }
 
 #[tokio::test]
+async fn answers_nested_too_deep_are_not_relayed() {
+    let (upstream, _events) = start(&stdio_config(&[], Duration::from_secs(10))).await;
+    // The result object and `structuredContent` are 2 levels, then the arrays.
+    let deep_enough = upstream
+        .call(
+            "tools/call",
+            tool_call("create_backup", json!({"_mock_nest": 126})),
+        )
+        .await;
+    assert!(
+        matches!(deep_enough, Ok(Outcome::Result(_))),
+        "{deep_enough:?}"
+    );
+    let too_deep = upstream
+        .call(
+            "tools/call",
+            tool_call("create_backup", json!({"_mock_nest": 127})),
+        )
+        .await;
+    assert!(
+        matches!(&too_deep, Err(UpstreamError::Protocol(why)) if why.contains("deeper than 128")),
+        "{too_deep:?}"
+    );
+    upstream.shutdown().await;
+}
+
+#[tokio::test]
 async fn stdio_refuses_server_requests() {
     let (upstream, mut events) = start(&stdio_config(&[], Duration::from_secs(10))).await;
     let args = json!({"_mock_server_request": "sampling/createMessage"});

@@ -387,12 +387,17 @@ async fn run(cli: Cli) -> Result<(), String> {
                 cli.workers,
             )?;
             let child = format!("child {work_us} µs/call");
+            let mock_args = [
+                "--work-us".to_string(),
+                work_us.to_string(),
+                "--result-bytes".to_string(),
+                cli.result_bytes.to_string(),
+            ];
             for _ in 0..cli.rounds.max(1) {
                 let s = load::run_stdio_direct(
                     &mock_bin,
                     cli.mock_threads,
-                    work_us,
-                    cli.result_bytes,
+                    &mock_args,
                     conns,
                     warmup,
                     measure,

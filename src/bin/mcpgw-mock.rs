@@ -3,6 +3,7 @@
 //!
 //! Test hooks (mock only), read from the `arguments` of any `tools/call`:
 //! - `"_mock_sleep_ms": N` sleeps N ms (at most 60 000) before answering;
+//! - `"_mock_nest": N` (at most 1,000) adds `structuredContent` nested N arrays deep;
 //! - `"_mock_exit": true` exits the process with status 3 at once (an upstream crash);
 //! - `"_mock_server_request": "METHOD"` (stdio and SSE responses only) sends a server-to-client
 //!   request first; the client's answer is logged to stderr;
@@ -283,7 +284,15 @@ impl Mock {
         if let Some(listing) = &self.listing {
             content.push(json!({"type": "text", "text": listing}));
         }
-        rpc_result(id, json!({"content": content}))
+        let mut result = json!({"content": content});
+        if let Some(depth) = arguments.get("_mock_nest").and_then(Value::as_u64) {
+            let mut nested = json!(0);
+            for _ in 0..depth.min(1000) {
+                nested = json!([nested]);
+            }
+            result["structuredContent"] = json!({"nested": nested});
+        }
+        rpc_result(id, result)
     }
 }
 

@@ -286,11 +286,21 @@ fn is_json_whitespace(c: char) -> bool {
 }
 
 /// Refuses container nesting deeper than [`MAX_DEPTH`], before any recursive parsing.
+fn check_depth(text: &str) -> Result<(), ParseError> {
+    match deeper_than(text, MAX_DEPTH) {
+        None => Ok(()),
+        Some(offset) => Err(ParseError::parse(format!(
+            "JSON nesting deeper than {MAX_DEPTH} levels (at byte offset {offset})"
+        ))),
+    }
+}
+
+/// The byte offset where `text` nests containers deeper than `max`, if it does.
 ///
-/// Brackets inside strings do not count. The body is valid UTF-8 here, and no byte of a
+/// Brackets inside strings do not count. The text is valid UTF-8, and no byte of a
 /// multi-byte character is ASCII, so scanning bytes cannot mistake part of a character for a
 /// quote or bracket. Malformed input may be miscounted, but serde_json rejects it anyway.
-fn check_depth(text: &str) -> Result<(), ParseError> {
+pub fn deeper_than(text: &str, max: usize) -> Option<usize> {
     let bytes = text.as_bytes();
     let mut depth = 0usize;
     let mut offset = 0;
@@ -306,20 +316,18 @@ fn check_depth(text: &str) -> Result<(), ParseError> {
                             at += n;
                             break;
                         }
-                        None => return Ok(()), // unterminated: serde_json refuses it
+                        None => return None, // unterminated: serde_json refuses it
                     }
                     if at >= bytes.len() {
-                        return Ok(());
+                        return None;
                     }
                 }
                 offset = at;
             }
             b'{' | b'[' => {
                 depth += 1;
-                if depth > MAX_DEPTH {
-                    return Err(ParseError::parse(format!(
-                        "JSON nesting deeper than {MAX_DEPTH} levels (at byte offset {offset})"
-                    )));
+                if depth > max {
+                    return Some(offset);
                 }
             }
             b'}' | b']' => depth = depth.saturating_sub(1),
@@ -327,7 +335,7 @@ fn check_depth(text: &str) -> Result<(), ParseError> {
         }
         offset += 1;
     }
-    Ok(())
+    None
 }
 
 /// A `serde_json::Value` built by a visitor that refuses repeated object keys at any depth.

@@ -28,7 +28,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, watch};
 
 use crate::audit::{Auditor, Severity};
-use crate::config::{self, Config, ListenConfig};
+use crate::config::{self, Config, ListenConfig, SyslogConfig};
 use crate::identity::{Identity, TokenTable};
 use crate::policy::{Policy, PolicySection, PolicySource};
 use crate::upstream::{Upstream, UpstreamEvent};
@@ -117,6 +117,8 @@ pub struct Shared {
     pub runtime: ArcSwap<Runtime>,
     /// Listener limits (fixed at start: changing them needs a restart).
     pub listen: ListenConfig,
+    /// The audit writer's settings (fixed at start, like `listen`).
+    pub syslog: SyslogConfig,
     pub sessions: Sessions,
     pub failures: FailureLimiter,
     /// One permit per open agent connection (`listen.max_connections`), across all workers.
@@ -159,6 +161,7 @@ async fn run_with(path: &Path, config: Config, auditor: Auditor) -> Result<(), S
         }
     }
     let summary = config.policy.summary();
+    let syslog = config.syslog.clone();
     let runtime = Runtime::build(config)?;
 
     let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -199,6 +202,7 @@ async fn run_with(path: &Path, config: Config, auditor: Auditor) -> Result<(), S
         failures: FailureLimiter::new(listen.auth_failures_per_minute),
         connection_slots: Arc::new(tokio::sync::Semaphore::new(listen.max_connections)),
         listen,
+        syslog,
         upstream: upstream.clone(),
         auditor: auditor.clone(),
     });
@@ -274,6 +278,12 @@ pub fn reload(path: &Path, shared: &Shared) {
                         "reload: listen.workers changed to {}; it takes effect after a restart",
                         config.listen.workers
                     ),
+                );
+            }
+            if config.syslog != shared.syslog {
+                shared.auditor.event(
+                    Severity::Warning,
+                    "reload: [syslog] changed; it takes effect after a restart".to_string(),
                 );
             }
             if config.listen.address != shared.listen.address {

@@ -44,6 +44,9 @@ pub const PROTOCOL_VERSION: &str = "2025-06-18";
 /// The longest line (stdio) or response body (HTTP) accepted from the upstream.
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
+/// The deepest nesting of an answer relayed to agents (serde_json's own limit for trees).
+pub const MAX_ANSWER_DEPTH: usize = 128;
+
 /// JSON-RPC error code used to refuse the upstream's server-to-client requests.
 pub const NOT_SUPPORTED_CODE: i64 = -32601;
 
@@ -239,10 +242,19 @@ impl Upstream {
         method: &str,
         params: Option<&Value>,
     ) -> Result<Outcome, UpstreamError> {
-        match &self.inner.transport {
+        let outcome = match &self.inner.transport {
             Transport::Stdio(s) => s.call(method, params).await,
             Transport::Http(h) => h.call(method, params).await,
+        }?;
+        // Relayed text is validated but not built into a tree, so nothing here bounds its
+        // nesting: keep what a tree parse allowed, for the agents' parsers' sake.
+        let (Outcome::Result(raw) | Outcome::Error(raw)) = &outcome;
+        if crate::mcp::message::deeper_than(raw.get(), MAX_ANSWER_DEPTH).is_some() {
+            return Err(UpstreamError::Protocol(format!(
+                "the answer nests deeper than {MAX_ANSWER_DEPTH} levels"
+            )));
         }
+        Ok(outcome)
     }
 
     /// Forwards a client notification (e.g. `notifications/roots/list_changed`). Best effort.

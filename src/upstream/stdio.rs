@@ -592,7 +592,8 @@ async fn stop(shared: &Shared, mut run: Running) {
     let pending = shared.fail_pending(UpstreamError::Unavailable(
         "the upstream was shut down".into(),
     ));
-    // `fail_pending` dropped the only sender: the writer ends and closes stdin.
+    // `fail_pending` dropped the connection, and with it the writer's sender (a call may hold
+    // a clone for the length of one send): the writer ends and closes stdin.
     let _ = tokio::time::timeout(CLOSE_GRACE, &mut run.writer).await;
     signal(run.pid, libc::SIGTERM, true);
     let status = match tokio::time::timeout(TERM_GRACE, run.child.wait()).await {

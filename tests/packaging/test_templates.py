@@ -416,6 +416,11 @@ def check_setup_sh(tmp, xml_path, etc):
     open(toml, 'w').write(text)
     ok(run('reload') == ['restart'], 'setup.sh reload: an upstream change is a restart')
     ok(run('reload') == ['reload'], 'setup.sh reload: and the next apply is a reload again')
+    text = open(toml).read()
+    workers = 'workers = 3' if 'workers = 2' in text else 'workers = 2'
+    text = text.replace('workers = 2\n', '') if 'workers = 2' in text else text
+    open(toml, 'w').write(text.replace('[listen]\n', '[listen]\n%s\n' % workers, 1))
+    ok(run('reload') == ['restart'], 'setup.sh reload: new connection threads are a restart')
     with open(os.path.join(etc, 'opnsense.env'), 'a') as f:
         f.write('OPNSENSE_API_KEY="rotated"\n')
     ok(run('reload') == ['restart'], 'setup.sh reload: a new API key is a restart')

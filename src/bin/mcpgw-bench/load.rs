@@ -234,13 +234,12 @@ async fn send_call<W: AsyncWrite + Unpin>(
         .map_err(|e| e.to_string())
 }
 
-/// The mock as a stdio child driven directly: initialize, then keep `inflight` tools/call
-/// requests outstanding (unique ids), for `warmup` + `measure`.
+/// The mock as a stdio child (with `mock_args` before `stdio`) driven directly: initialize,
+/// then keep `inflight` tools/call requests outstanding (unique ids), for `warmup` + `measure`.
 pub async fn run_stdio_direct(
     mock: &std::path::Path,
     threads: usize,
-    work_us: u64,
-    result_bytes: usize,
+    mock_args: &[String],
     inflight: usize,
     warmup: Duration,
     measure: Duration,
@@ -251,8 +250,8 @@ pub async fn run_stdio_direct(
         cmd.env("TOKIO_WORKER_THREADS", threads.to_string());
     }
     let mut child = cmd
-        .args(["--work-us", &work_us.to_string()])
-        .args(["--result-bytes", &result_bytes.to_string(), "stdio"])
+        .args(mock_args)
+        .arg("stdio")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

@@ -31,12 +31,12 @@ digest()
 	fi
 }
 
-# The parts of the rendered configuration a SIGHUP does not apply: [listen] address,
-# the [upstream] table and the environment file it names.
+# The parts of the rendered configuration a SIGHUP does not apply: [listen] address and
+# workers, the [upstream] table and the environment file it names.
 restart_key()
 {
 	{
-		sed -n '/^\[listen\]/,/^\[/{/^address/p;}' "${ETC}/mcpgw.toml"
+		sed -n '/^\[listen\]/,/^\[/{/^address/p;/^workers/p;}' "${ETC}/mcpgw.toml"
 		sed -n '/^\[upstream\]/,/^\[/p' "${ETC}/mcpgw.toml"
 		cat "${ETC}/opnsense.env"
 	} 2>/dev/null | digest
