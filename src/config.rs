@@ -257,7 +257,7 @@ pub struct ClientCaFile {
 }
 
 /// How to reach the MCP server the gateway fronts.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum UpstreamKind {
     /// A child process speaking MCP over stdin/stdout (the usual way to run the OPNsense MCP server).
     Stdio {
@@ -273,7 +273,7 @@ pub enum UpstreamKind {
 }
 
 /// The upstream and how long to wait for it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     pub kind: UpstreamKind,
     pub call_timeout: Duration,

@@ -398,20 +398,21 @@ async fn a_reload_says_which_changes_wait_for_a_restart() {
     assert!(config.contains("send_timeout_ms = 5000"), "{config}");
     std::fs::write(
         gw.path("mcpgw.toml"),
-        config.replace("send_timeout_ms = 5000", "send_timeout_ms = 4000"),
+        config
+            .replace("send_timeout_ms = 5000", "send_timeout_ms = 4000")
+            .replace("[upstream]\n", "[upstream]\ncall_timeout_ms = 7000\n"),
     )
     .unwrap();
     gw.signal(libc::SIGHUP);
-    let warned = || {
-        gw.syslog
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("reload: [syslog] changed; it takes effect after a restart"))
+    let warned = |section: &str| {
+        let line = format!("reload: [{section}] changed; it takes effect after a restart");
+        gw.syslog.lock().unwrap().iter().any(|l| l.contains(&line))
     };
     assert!(
-        support::wait_until(Duration::from_secs(10), warned).await,
-        "the [syslog] change is reported as needing a restart"
+        support::wait_until(Duration::from_secs(10), || warned("syslog")
+            && warned("upstream"))
+        .await,
+        "the [syslog] and [upstream] changes are reported as needing a restart"
     );
     // The policy part of the same reload still applies.
     let mut agent = gw.agent().await;

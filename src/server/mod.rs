@@ -28,7 +28,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, watch};
 
 use crate::audit::{Auditor, Severity};
-use crate::config::{self, Config, ListenConfig, SyslogConfig};
+use crate::config::{self, Config, ListenConfig, SyslogConfig, UpstreamConfig};
 use crate::identity::{Identity, TokenTable};
 use crate::policy::{Policy, PolicySection, PolicySource};
 use crate::upstream::{Upstream, UpstreamEvent};
@@ -119,6 +119,8 @@ pub struct Shared {
     pub listen: ListenConfig,
     /// The audit writer's settings (fixed at start, like `listen`).
     pub syslog: SyslogConfig,
+    /// What the upstream was started with (fixed at start; env files as read then).
+    pub upstream_config: UpstreamConfig,
     pub sessions: Sessions,
     pub failures: FailureLimiter,
     /// One permit per open agent connection (`listen.max_connections`), across all workers.
@@ -162,6 +164,7 @@ async fn run_with(path: &Path, config: Config, auditor: Auditor) -> Result<(), S
     }
     let summary = config.policy.summary();
     let syslog = config.syslog.clone();
+    let upstream_started = config.upstream.clone();
     let runtime = Runtime::build(config)?;
 
     let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -203,6 +206,7 @@ async fn run_with(path: &Path, config: Config, auditor: Auditor) -> Result<(), S
         connection_slots: Arc::new(tokio::sync::Semaphore::new(listen.max_connections)),
         listen,
         syslog,
+        upstream_config: upstream_started,
         upstream: upstream.clone(),
         auditor: auditor.clone(),
     });
@@ -278,6 +282,12 @@ pub fn reload(path: &Path, shared: &Shared) {
                         "reload: listen.workers changed to {}; it takes effect after a restart",
                         config.listen.workers
                     ),
+                );
+            }
+            if config.upstream != shared.upstream_config {
+                shared.auditor.event(
+                    Severity::Warning,
+                    "reload: [upstream] changed; it takes effect after a restart".to_string(),
                 );
             }
             if config.syslog != shared.syslog {
