@@ -17,6 +17,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use http::HeaderMap;
 use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 use crate::identity::{Identity, PeerCert, Refusal, TokenTable, TrustId};
 
@@ -115,7 +116,8 @@ struct Remembered {
     /// Weak, so the old table is not kept alive; while this is held its address is not
     /// reused, so comparing addresses cannot mistake a new table for the old one.
     table: Weak<TokenTable>,
-    token: Option<Box<[u8]>>,
+    /// Wiped when replaced or when the connection ends.
+    token: Option<Zeroizing<Box<[u8]>>>,
     identity: Identity,
 }
 
@@ -127,7 +129,7 @@ impl ConnectionAuth {
             return None;
         }
         let same = match (remembered.token.as_deref(), token) {
-            (Some(a), Some(b)) => bool::from(a.ct_eq(b)),
+            (Some(a), Some(b)) => bool::from(a.as_ref().ct_eq(b)),
             (None, None) => true,
             _ => false,
         };
@@ -138,7 +140,7 @@ impl ConnectionAuth {
         if let Ok(mut last) = self.last.lock() {
             *last = Some(Remembered {
                 table: Arc::downgrade(table),
-                token: token.map(Box::from),
+                token: token.map(|t| Zeroizing::new(Box::from(t))),
                 identity: identity.clone(),
             });
         }
