@@ -9,8 +9,10 @@ Run the bench with mcpgw under callgrind, one output file per thread:
   scripts/ir_per_request.py cg.out
 
 Sums the Ir of every thread but the first (the main thread: start-up, config, signals) and
-divides by the calls to `mcpgw::mcp::message::decode` (one per request, warm-up included).
-Unlike time, the count does not depend on what else the machine is doing.
+divides by the calls to `mcpgw::mcp::message::decode` (one per request, warm-up included;
+should it ever be inlined, the script says it found none). Use a fresh output name per run:
+every `cg.out-NN` file is counted. Unlike time, the count does not depend on what else the
+machine is doing.
 """
 import glob
 import re

@@ -214,7 +214,7 @@ async fn answers_nested_too_deep_are_not_relayed() {
     let deep_enough = upstream
         .call(
             "tools/call",
-            tool_call("create_backup", json!({"_mock_nest": 126})),
+            tool_call("create_backup", json!({"_mock_nest": 124})),
         )
         .await;
     assert!(
@@ -224,11 +224,11 @@ async fn answers_nested_too_deep_are_not_relayed() {
     let too_deep = upstream
         .call(
             "tools/call",
-            tool_call("create_backup", json!({"_mock_nest": 127})),
+            tool_call("create_backup", json!({"_mock_nest": 125})),
         )
         .await;
     assert!(
-        matches!(&too_deep, Err(UpstreamError::Protocol(why)) if why.contains("deeper than 128")),
+        matches!(&too_deep, Err(UpstreamError::Protocol(why)) if why.contains("deeper than 126")),
         "{too_deep:?}"
     );
     upstream.shutdown().await;

@@ -270,46 +270,61 @@ async fn signals(path: &Path, shared: &Arc<Shared>) {
     }
 }
 
+/// What a valid new `config` changes that only a restart applies (fixed in [`Shared`]).
+fn waits_for_restart(config: &Config, shared: &Shared) -> Vec<String> {
+    let mut changes = Vec::new();
+    if config.listen.address != shared.listen.address {
+        changes.push(format!(
+            "listen.address changed to {}",
+            config.listen.address
+        ));
+    }
+    if config.listen.workers != shared.listen.workers {
+        changes.push(format!(
+            "listen.workers changed to {}",
+            config.listen.workers
+        ));
+    }
+    let limits = |l: &ListenConfig| {
+        (
+            l.max_body_bytes,
+            l.max_header_bytes,
+            l.header_read_timeout,
+            l.max_connections,
+            l.max_sessions,
+            l.session_idle_timeout,
+            l.auth_failures_per_minute,
+        )
+    };
+    if limits(&config.listen) != limits(&shared.listen) {
+        changes.push("a [listen] limit changed".to_string());
+    }
+    if config.upstream != shared.upstream_config {
+        changes.push("[upstream] changed".to_string());
+    }
+    if config.syslog != shared.syslog {
+        changes.push("[syslog] changed".to_string());
+    }
+    changes
+}
+
 /// Re-reads the config; swaps the new runtime in only if all of it is valid.
 pub fn reload(path: &Path, shared: &Shared) {
     let outcome = config::load(path)
         .map_err(|e| e.to_string())
         .and_then(|config| {
-            if config.listen.workers != shared.listen.workers {
-                shared.auditor.event(
-                    Severity::Warning,
-                    format!(
-                        "reload: listen.workers changed to {}; it takes effect after a restart",
-                        config.listen.workers
-                    ),
-                );
-            }
-            if config.upstream != shared.upstream_config {
-                shared.auditor.event(
-                    Severity::Warning,
-                    "reload: [upstream] changed; it takes effect after a restart".to_string(),
-                );
-            }
-            if config.syslog != shared.syslog {
-                shared.auditor.event(
-                    Severity::Warning,
-                    "reload: [syslog] changed; it takes effect after a restart".to_string(),
-                );
-            }
-            if config.listen.address != shared.listen.address {
-                shared.auditor.event(
-                    Severity::Warning,
-                    format!(
-                        "reload: listen.address changed to {}; it takes effect after a restart",
-                        config.listen.address
-                    ),
-                );
-            }
+            let waiting = waits_for_restart(&config, shared);
             let summary = config.policy.summary();
-            Runtime::build(config).map(|r| (r, summary))
+            Runtime::build(config).map(|r| (r, summary, waiting))
         });
     match outcome {
-        Ok((mut runtime, summary)) => {
+        Ok((mut runtime, summary, waiting)) => {
+            for change in waiting {
+                shared.auditor.event(
+                    Severity::Warning,
+                    format!("reload: {change}; it takes effect after a restart"),
+                );
+            }
             // Unchanged limits keep their buckets: a reload is not a way to reset quotas.
             runtime.carry_state_from(&shared.runtime.load());
             shared.runtime.store(Arc::new(runtime));

@@ -44,8 +44,9 @@ pub const PROTOCOL_VERSION: &str = "2025-06-18";
 /// The longest line (stdio) or response body (HTTP) accepted from the upstream.
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
-/// The deepest nesting of an answer relayed to agents (serde_json's own limit for trees).
-pub const MAX_ANSWER_DEPTH: usize = 128;
+/// The deepest nesting of a relayed `result` or `error`: the agent's whole message (one level
+/// more) then stays within the 127 levels serde_json parses, as when answers were trees.
+pub const MAX_ANSWER_DEPTH: usize = 126;
 
 /// JSON-RPC error code used to refuse the upstream's server-to-client requests.
 pub const NOT_SUPPORTED_CODE: i64 = -32601;

@@ -421,6 +421,9 @@ def check_setup_sh(tmp, xml_path, etc):
     text = text.replace('workers = 2\n', '') if 'workers = 2' in text else text
     open(toml, 'w').write(text.replace('[listen]\n', '[listen]\n%s\n' % workers, 1))
     ok(run('reload') == ['restart'], 'setup.sh reload: new connection threads are a restart')
+    text = open(toml).read()
+    open(toml, 'w').write(text.replace('[syslog]\n', '[syslog]\n# a new log_arguments list\n', 1))
+    ok(run('reload') == ['restart'], 'setup.sh reload: a [syslog] change is a restart')
     with open(os.path.join(etc, 'opnsense.env'), 'a') as f:
         f.write('OPNSENSE_API_KEY="rotated"\n')
     ok(run('reload') == ['restart'], 'setup.sh reload: a new API key is a restart')

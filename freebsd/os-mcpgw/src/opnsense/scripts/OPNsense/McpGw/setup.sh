@@ -4,7 +4,8 @@
 #
 #   setup.sh          prepare, and remember what a reload cannot change
 #   setup.sh reload   prepare, then reload mcpgw (SIGHUP), or restart it when the listen
-#                     address, the upstream or its environment changed since it started
+#                     address or threads, the upstream or its environment, or the syslog
+#                     settings changed since it started
 #
 # Prepare means:
 # - /usr/local/etc/mcpgw is root's only (0700). configd writes each rendered file with the
@@ -32,12 +33,13 @@ digest()
 }
 
 # The parts of the rendered configuration a SIGHUP does not apply: [listen] address and
-# workers, the [upstream] table and the environment file it names.
+# workers, the [upstream] and [syslog] tables and the environment file [upstream] names.
 restart_key()
 {
 	{
 		sed -n '/^\[listen\]/,/^\[/{/^address/p;/^workers/p;}' "${ETC}/mcpgw.toml"
 		sed -n '/^\[upstream\]/,/^\[/p' "${ETC}/mcpgw.toml"
+		sed -n '/^\[syslog\]/,/^\[/p' "${ETC}/mcpgw.toml"
 		cat "${ETC}/opnsense.env"
 	} 2>/dev/null | digest
 }
