@@ -164,7 +164,6 @@ async fn run_with(path: &Path, config: Config, auditor: Auditor) -> Result<(), S
     }
     let summary = config.policy.summary();
     let syslog = config.syslog.clone();
-    let upstream_started = config.upstream.clone();
     let runtime = Runtime::build(config)?;
 
     let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -206,7 +205,7 @@ async fn run_with(path: &Path, config: Config, auditor: Auditor) -> Result<(), S
         connection_slots: Arc::new(tokio::sync::Semaphore::new(listen.max_connections)),
         listen,
         syslog,
-        upstream_config: upstream_started,
+        upstream_config,
         upstream: upstream.clone(),
         auditor: auditor.clone(),
     });
