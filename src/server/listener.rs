@@ -3,7 +3,8 @@
 //! Limits that protect the gateway from a flood live here, before any byte is parsed as
 //! MCP: a connection cap (connections beyond it are closed at once), a deadline for the TLS
 //! handshake and for request headers, header-size caps for both HTTP versions, and a cap on
-//! concurrent h2 streams per connection.
+//! concurrent h2 streams per connection. Which worker serves a connection is decided here
+//! too, with [`super::balance`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,29 +15,45 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use crate::audit::Severity;
 use crate::identity::PeerCert;
 
 use super::Shared;
 use super::auth::ConnectionAuth;
+use super::balance::{Arrival, Balancer, Seat};
 use super::http::{Connection, handle};
 
 /// Connections refused because the cap was reached (reported in the log, then reset).
 static REFUSED: AtomicU64 = AtomicU64::new(0);
 
+/// One worker's place among the workers: its index, the shared [`Balancer`] and its inbox of
+/// connections other workers accepted for it.
+pub struct WorkerSeat {
+    pub index: usize,
+    pub balancer: Arc<Balancer>,
+    pub inbox: UnboundedReceiver<Arrival>,
+}
+
 /// Accepts until `shutdown` turns true, then lets open requests finish. Every worker runs
-/// one of these on the shared socket; the connection cap counts all of them.
+/// one of these on the shared socket; the connection cap counts all of them, and each new
+/// connection is served by the worker with the fewest (`balance`).
 pub async fn serve(
     shared: Arc<Shared>,
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
+    mut me: WorkerSeat,
 ) {
     let graceful = GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
+            Some(arrival) = me.inbox.recv() => {
+                serve_arrival(&shared, &graceful, arrival);
+                continue;
+            }
             _ = shutdown.wait_for(|s| *s) => break,
         };
         let (stream, peer) = match accepted {
@@ -65,18 +82,82 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            connection(shared, stream, peer, watcher).await;
-            drop(permit);
-        });
+        let seat = me.balancer.seat_for_new(me.index);
+        if seat.worker() == me.index {
+            spawn_connection(&shared, &graceful, stream, peer, (permit, seat));
+            continue;
+        }
+        // Another worker has fewer connections: it gets this one. `into_std` leaves the
+        // socket non-blocking, as its new reactor needs it.
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
+        let arrival = Arrival {
+            stream,
+            peer,
+            permit,
+            seat,
+        };
+        if let Err(back) = me.balancer.hand_off(arrival) {
+            // That worker is shutting down; serve it here.
+            let Arrival {
+                stream,
+                peer,
+                permit,
+                seat,
+            } = *back;
+            drop(seat);
+            let seat = me.balancer.seat(me.index);
+            serve_arrival(
+                &shared,
+                &graceful,
+                Arrival {
+                    stream,
+                    peer,
+                    permit,
+                    seat,
+                },
+            );
+        }
     }
     drop(listener);
+    // From here a worker still accepting serves what it accepts itself.
+    drop(me.inbox);
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
     }
+}
+
+/// Serves a connection another worker accepted (or handed back) on this worker.
+fn serve_arrival(shared: &Arc<Shared>, graceful: &GracefulShutdown, arrival: Arrival) {
+    let Arrival {
+        stream,
+        peer,
+        permit,
+        seat,
+    } = arrival;
+    // Registering with this worker's reactor fails only when it is out of resources; the
+    // connection is then closed, and its permit and seat freed.
+    if let Ok(stream) = TcpStream::from_std(stream) {
+        spawn_connection(shared, graceful, stream, peer, (permit, seat));
+    }
+}
+
+/// Runs one connection on this worker; `held` (its permit and seat) is freed when it ends.
+fn spawn_connection(
+    shared: &Arc<Shared>,
+    graceful: &GracefulShutdown,
+    stream: TcpStream,
+    peer: SocketAddr,
+    held: (OwnedSemaphorePermit, Seat),
+) {
+    let shared = shared.clone();
+    let watcher = graceful.watcher();
+    tokio::spawn(async move {
+        connection(shared, stream, peer, watcher).await;
+        drop(held);
+    });
 }
 
 async fn connection(

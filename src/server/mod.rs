@@ -12,6 +12,7 @@
 //! swaps it in only if the whole new config is valid.
 
 pub mod auth;
+pub mod balance;
 pub mod dispatch;
 pub mod http;
 pub mod listener;

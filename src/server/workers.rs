@@ -6,7 +6,8 @@
 //! switch; on a 2-core box that was a fifth of the gateway's added latency (BENCHMARKS.md).
 //! Here a connection, its requests and the upstream connections they use (the HTTP upstream
 //! pool keeps idle connections per thread) stay on one thread. All workers poll one listening
-//! socket, so the kernel hands each new connection to whichever worker accepts it first.
+//! socket; the worker that accepts a connection hands it to the one with the fewest open
+//! (`balance`), since the kernel tends to let one busy worker accept them all.
 //!
 //! The main runtime keeps what is process-wide: signals, reloads, housekeeping, upstream
 //! event reports, and the stdio child's readers and stdin backlog writer (calls write their
@@ -17,7 +18,8 @@ use std::sync::Arc;
 use tokio::sync::{oneshot, watch};
 
 use super::Shared;
-use super::listener;
+use super::balance::Balancer;
+use super::listener::{self, WorkerSeat};
 
 /// Most workers picked automatically: the gateway shares its box with the firewall, and
 /// agents' traffic never needs more.
@@ -53,8 +55,14 @@ pub async fn start(
         results: Vec::with_capacity(count),
     };
     let mut ready = Vec::with_capacity(count);
-    for index in 0..count {
-        match spawn(index, shared, listener, stop.subscribe()) {
+    let (balancer, inboxes) = Balancer::new(count);
+    for (index, inbox) in inboxes.into_iter().enumerate() {
+        let seat = WorkerSeat {
+            index,
+            balancer: balancer.clone(),
+            inbox,
+        };
+        match spawn(seat, shared, listener, stop.subscribe()) {
             Ok((ready_rx, result_rx)) => {
                 ready.push(ready_rx);
                 workers.results.push(result_rx);
@@ -78,13 +86,15 @@ pub async fn start(
 
 type Spawned = (oneshot::Receiver<()>, oneshot::Receiver<Result<(), String>>);
 
-/// Starts worker `index`'s thread; returns when it is accepting and when it has ended.
+/// Starts the thread of the worker in `seat`; returns when it is accepting and when it has
+/// ended.
 fn spawn(
-    index: usize,
+    seat: WorkerSeat,
     shared: &Arc<Shared>,
     listener: &std::net::TcpListener,
     stop: watch::Receiver<bool>,
 ) -> Result<Spawned, String> {
+    let index = seat.index;
     let socket = listener
         .try_clone()
         .map_err(|e| format!("cannot share the listening socket with worker {index}: {e}"))?;
@@ -94,7 +104,7 @@ fn spawn(
     std::thread::Builder::new()
         .name(format!("mcpgw-worker-{index}"))
         .spawn(move || {
-            let _ = result_tx.send(run_worker(shared, socket, stop, ready_tx));
+            let _ = result_tx.send(run_worker(shared, socket, stop, seat, ready_tx));
         })
         .map_err(|e| format!("cannot start connection worker {index}: {e}"))?;
     Ok((ready_rx, result_rx))
@@ -105,6 +115,7 @@ fn run_worker(
     shared: Arc<Shared>,
     socket: std::net::TcpListener,
     stop: watch::Receiver<bool>,
+    seat: WorkerSeat,
     ready: oneshot::Sender<()>,
 ) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -116,7 +127,7 @@ fn run_worker(
             .map_err(|e| format!("cannot watch the listening socket: {e}"))?;
         let _ = ready.send(());
         tokio::spawn(keep_timer_near());
-        listener::serve(shared, listener, stop).await;
+        listener::serve(shared, listener, stop, seat).await;
         Ok(())
     })
 }
