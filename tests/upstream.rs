@@ -192,6 +192,44 @@ async fn stdio_calls_beyond_the_pipe_buffer_arrive_whole() {
     upstream.shutdown().await;
 }
 
+/// Short lines (at most `PIPE_BUF` bytes) are written by many threads at once without the
+/// exclusive lock; long ones take it and may be written in parts or queued. Mixed, from
+/// several threads and far beyond the pipe's buffer, every line must still arrive whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stdio_short_and_long_lines_from_many_threads_stay_whole() {
+    let (upstream, _events) = start(&stdio_config(&[], Duration::from_secs(20))).await;
+    // Rounds, because a torn line needs writers to meet a full pipe at the same moment.
+    for round in 0..4usize {
+        let mut tasks = Vec::new();
+        for i in 0..400usize {
+            let u = upstream.clone();
+            tasks.push(tokio::spawn(async move {
+                // Every fourth call is long (well over any PIPE_BUF); the rest stay short.
+                let filler = if i % 4 == 0 {
+                    format!("{}{round}/{i}", "ü".repeat(30_000))
+                } else {
+                    format!("s{round}/{i}")
+                };
+                let args = json!({"n": i, "filler": filler});
+                let answer = u
+                    .call("tools/call", tool_call("get_interfaces", args))
+                    .await;
+                (i, filler, answer)
+            }));
+        }
+        for task in tasks {
+            let (i, filler, answer) = task.await.expect("task");
+            let echoed = call_text(answer.expect("answered"));
+            assert_eq!(echoed["arguments"]["n"], i);
+            assert_eq!(
+                echoed["arguments"]["filler"].as_str(),
+                Some(filler.as_str())
+            );
+        }
+    }
+    upstream.shutdown().await;
+}
+
 #[tokio::test]
 async fn stdio_skips_non_json_lines() {
     let (upstream, mut events) = start(&stdio_config(&[], Duration::from_secs(10))).await;

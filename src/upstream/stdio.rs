@@ -12,11 +12,14 @@
 //! every later one follows it there until the writer has caught up, so lines keep their
 //! order. Writes happen under the connection's own stdin lock, never under the state lock:
 //! a pipe write can take microseconds (it wakes the child), and the stdout reader needs the
-//! state lock for every answer.
+//! state lock for every answer. Short lines (at most `PIPE_BUF` bytes, which a pipe takes
+//! whole or not at all) are written under that lock's shared side, so workers do not queue
+//! behind each other's writes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -51,24 +54,67 @@ struct Pending {
 /// One initialized child, as calls see it.
 struct Conn {
     generation: u64,
-    /// Its stdin; the lock orders whole lines.
-    stdin: Mutex<Stdin>,
+    /// Its stdin. Short lines are written under the read lock, in parallel (see
+    /// [`Conn::send`]); everything else happens under the write lock.
+    stdin: RwLock<Stdin>,
 }
 
 impl Conn {
     fn new(generation: u64, stdin: Stdin) -> Conn {
         Conn {
             generation,
-            stdin: Mutex::new(stdin),
+            stdin: RwLock::new(stdin),
         }
     }
 
-    /// Sends one line (see [`Stdin::send`]).
+    /// Sends one line: straight into the pipe while nothing is queued and the pipe has room,
+    /// else (the rest of it) through the writer task. `Err` when the writer has ended (the
+    /// child's stdin is gone).
+    ///
+    /// A line of at most `PIPE_BUF` bytes goes into a pipe whole or not at all (POSIX), so
+    /// such lines are written under the shared read lock: callers on different workers do
+    /// not wait for each other's write (a pipe write wakes the child and takes
+    /// microseconds). Partial writes, queueing and the backlog flag take the write lock, so
+    /// a short line can never land inside a long one.
     fn send(&self, line: String) -> Result<(), ()> {
+        let mut line = line.into_bytes();
+        if line.len() <= PIPE_BUF {
+            let stdin = self.stdin.read().unwrap_or_else(|p| p.into_inner());
+            if !stdin.backlogged.load(Ordering::Acquire)
+                && let Some(pipe) = &stdin.pipe
+            {
+                match write_short(pipe, &line) {
+                    Ok(n) if n == line.len() => return Ok(()),
+                    // Never seen from a pipe; the rest then follows as a long line would.
+                    Ok(n) => {
+                        line.drain(..n);
+                    }
+                    // Broken: the write lock's path meets the error again and queues.
+                    Err(_) => {}
+                }
+            }
+        }
         self.stdin
-            .lock()
+            .write()
             .unwrap_or_else(|p| p.into_inner())
             .send(line)
+    }
+}
+
+/// The largest write a pipe takes atomically: POSIX guarantees at least 512 (FreeBSD's
+/// value); Linux has 4096.
+const PIPE_BUF: usize = libc::PIPE_BUF;
+
+/// One `write(2)` of a line of at most [`PIPE_BUF`] bytes on the non-blocking pipe: the
+/// bytes written, 0 when the pipe has no room for all of them now.
+fn write_short(mut pipe: &std::fs::File, bytes: &[u8]) -> std::io::Result<usize> {
+    use std::io::Write;
+    loop {
+        return match pipe.write(bytes) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => other,
+        };
     }
 }
 
@@ -77,19 +123,17 @@ struct Stdin {
     /// A second handle on the stdin pipe (non-blocking), written directly by calls. Dropped
     /// with the `Conn`, so closing stdin still ends with the writer task.
     pipe: Option<std::fs::File>,
-    /// Lines wait in the writer task's queue: calls must queue behind them.
-    backlogged: bool,
+    /// Lines wait in the writer task's queue: calls must queue behind them. Set and cleared
+    /// under the write lock; read under either lock.
+    backlogged: AtomicBool,
     /// The writer task's queue (bytes: a partial write may end inside a UTF-8 character).
     tx: mpsc::UnboundedSender<Vec<u8>>,
 }
 
 impl Stdin {
-    /// Sends `line` to the child: straight into the pipe while nothing is queued and the
-    /// pipe has room, else (the rest of it) through the writer task. `Err` when the writer
-    /// has ended (the child's stdin is gone).
-    fn send(&mut self, line: String) -> Result<(), ()> {
-        let mut line = line.into_bytes();
-        if !self.backlogged
+    /// [`Conn::send`] under the write lock: no other line is being written meanwhile.
+    fn send(&mut self, mut line: Vec<u8>) -> Result<(), ()> {
+        if !*self.backlogged.get_mut()
             && let Some(pipe) = &self.pipe
         {
             match write_nonblocking(pipe, &line) {
@@ -101,7 +145,7 @@ impl Stdin {
                 // send below then reports; the child's exit is the supervisor's to handle.
                 Err(_) => self.pipe = None,
             }
-            self.backlogged = true;
+            *self.backlogged.get_mut() = true;
         }
         self.tx.send(line).map_err(|_| ())
     }
@@ -435,7 +479,7 @@ async fn bring_up(
         generation,
         Stdin {
             pipe: direct_pipe(&stdin),
-            backlogged: true,
+            backlogged: AtomicBool::new(true),
             tx,
         },
     ));
@@ -643,9 +687,9 @@ async fn write_stdin(
             .clone()
             .filter(|conn| conn.generation == generation);
         if let Some(conn) = conn {
-            let mut stdin = conn.stdin.lock().unwrap_or_else(|p| p.into_inner());
+            let mut stdin = conn.stdin.write().unwrap_or_else(|p| p.into_inner());
             if rx.is_empty() {
-                stdin.backlogged = false;
+                *stdin.backlogged.get_mut() = false;
             }
         }
     }
