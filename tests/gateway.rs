@@ -804,3 +804,55 @@ fn token_new_prints_the_token_once_and_only_its_hash_for_the_config() {
     assert_eq!(text.matches(&token).count(), 1);
     assert!(text.contains("name = \"cursor\""));
 }
+
+/// The upstream pages its tool list (50 a page); an agent that asks without a cursor gets
+/// the whole list, filtered, in one answer; one that asks with the upstream's cursor gets
+/// that page, filtered, and its cursor.
+#[tokio::test]
+async fn tools_list_joins_the_upstream_pages_and_passes_cursors_through() {
+    let gw = Gateway::start("[policy]\ndefault = \"allow\"\nhide = [\"ssh_execute\"]\n");
+    let mut agent = gw.agent().await;
+    let all = agent.request("tools/list", json!({})).await.unwrap();
+    let result = &all["result"];
+    assert!(result.get("nextCursor").is_none(), "{result}");
+    let names: Vec<&str> = result["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .map(|t| t["name"].as_str().expect("name"))
+        .collect();
+    let catalogue = mcpgw::catalogue::tool_names();
+    assert_eq!(
+        names.len(),
+        catalogue.len() - 1,
+        "every tool but the hidden one"
+    );
+    assert!(!names.contains(&"ssh_execute"));
+    let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+    assert_eq!(unique.len(), names.len(), "no tool twice");
+    // Entries are passed on whole: schemas included.
+    assert!(
+        result["tools"][0]["inputSchema"].is_object(),
+        "{}",
+        result["tools"][0]
+    );
+
+    let second = agent
+        .request("tools/list", json!({"cursor": "mock-page-1"}))
+        .await
+        .unwrap();
+    let page = &second["result"];
+    assert_eq!(page["nextCursor"], "mock-page-2", "{page}");
+    let on_page: Vec<&str> = page["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .map(|t| t["name"].as_str().expect("name"))
+        .collect();
+    assert!((49..=50).contains(&on_page.len()), "{on_page:?}");
+    assert!(
+        on_page
+            .iter()
+            .all(|n| unique.contains(n) && *n != "ssh_execute")
+    );
+}

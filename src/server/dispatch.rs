@@ -9,12 +9,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::audit::{DecisionRecord, Verdict};
 use crate::identity::Identity;
-use crate::mcp::filter::{ListKind, filter_list, list_kind};
-use crate::mcp::message::{Answered, Message, error_response, relayed_response, result_response};
+use crate::mcp::filter::{ListKind, Page, join_and_filter, list_kind};
+use crate::mcp::message::{
+    Answered, Message, assembled_result_response, error_response, relayed_response, result_response,
+};
 use crate::mcp::subject::{Subject, subject_of};
 use crate::policy::Decision;
 use crate::upstream::{Outcome, UpstreamError};
@@ -317,10 +320,13 @@ async fn allowed(
         ));
     };
     match outcome {
-        Ok(Forwarded::List(kind, mut list)) => {
+        Ok(Forwarded::List {
+            kind,
+            pages,
+            by_cursor,
+        }) => {
             record.upstream = Some("ok".into());
-            filter(runtime, ctx, kind, &mut list);
-            Reply::Json(result_response(id, list))
+            filtered_list(runtime, ctx, id, kind, &pages, by_cursor)
         }
         Ok(Forwarded::Relayed(Outcome::Result(result))) => {
             record.upstream = Some("ok".into());
@@ -356,8 +362,13 @@ const MAX_LIST_PAGES: usize = 64;
 enum Forwarded {
     /// The upstream's answer, to be relayed as it is.
     Relayed(Outcome),
-    /// A whole list (every page), to be filtered.
-    List(ListKind, Value),
+    /// Every page of a list (or the one page the agent asked for by cursor), to be joined
+    /// and filtered.
+    List {
+        kind: ListKind,
+        pages: Vec<Box<RawValue>>,
+        by_cursor: bool,
+    },
 }
 
 /// Sends the request upstream. A list request without a cursor is answered with the whole
@@ -376,33 +387,21 @@ async fn forward(
             .await
             .map(Forwarded::Relayed);
     };
-    let has_cursor = params.and_then(|p| p.get("cursor")).is_some();
+    let by_cursor = params.and_then(|p| p.get("cursor")).is_some();
     let mut params = params.cloned().unwrap_or_else(|| json!({}));
-    let mut merged: Option<Value> = None;
+    let mut pages = Vec::new();
     for _ in 0..MAX_LIST_PAGES {
         let page = match shared.upstream.call_ref(method, Some(&params)).await? {
-            Outcome::Result(page) => Outcome::parse(&page)?,
+            Outcome::Result(page) => page,
             error @ Outcome::Error(_) => return Ok(Forwarded::Relayed(error)),
         };
-        let next = page
-            .get("nextCursor")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        match merged.as_mut() {
-            None => merged = Some(page),
-            Some(all) => {
-                let items = page
-                    .get(kind.field())
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                if let Some(list) = all.get_mut(kind.field()).and_then(Value::as_array_mut) {
-                    list.extend(items);
-                }
-            }
-        }
-        // A page the agent asked for by cursor is filtered and passed on as it is.
-        if has_cursor {
+        let read = Page::read(&page);
+        let next = read.as_ref().and_then(Page::next_cursor);
+        let is_object = read.is_some();
+        pages.push(page);
+        // A page the agent asked for by cursor is filtered and passed on as it is; a page
+        // that is not an object ends the list (it has no entries or cursor to follow).
+        if by_cursor || !is_object {
             break;
         }
         match (next, params.as_object_mut()) {
@@ -412,25 +411,44 @@ async fn forward(
             _ => break,
         }
     }
-    let mut all = merged.unwrap_or_else(|| json!({}));
-    if !has_cursor && let Some(obj) = all.as_object_mut() {
-        obj.remove("nextCursor");
-    }
-    Ok(Forwarded::List(kind, all))
+    Ok(Forwarded::List {
+        kind,
+        pages,
+        by_cursor,
+    })
 }
 
-fn filter(runtime: &Runtime, ctx: &CallContext, kind: ListKind, result: &mut Value) {
+/// The agent's answer to a list: the pages joined, minus what it may not see.
+fn filtered_list(
+    runtime: &Runtime,
+    ctx: &CallContext,
+    id: &Value,
+    kind: ListKind,
+    pages: &[Box<RawValue>],
+    by_cursor: bool,
+) -> Reply {
+    let mut read = Vec::with_capacity(pages.len());
+    for (index, page) in pages.iter().enumerate() {
+        match Page::read(page) {
+            Some(p) => read.push(p),
+            // Not an object: nothing to filter, passed on as the upstream wrote it.
+            None if index == 0 => {
+                return Reply::Serialized(relayed_response(id, Answered::Result, page));
+            }
+            None => {}
+        }
+    }
     let policy = runtime.policy_for(&ctx.identity);
-    match kind {
-        ListKind::Tools => {
-            filter_list(kind, result, |name| {
-                policy.tool_visible(&ctx.identity, name)
-            });
-        }
+    let joined = match kind {
+        ListKind::Tools => join_and_filter(kind, &read, !by_cursor, |name| {
+            policy.tool_visible(&ctx.identity, name)
+        }),
         // Prompts and resources follow the default decision.
-        _ => {
-            filter_list(kind, result, |_| policy.default_allows());
-        }
+        _ => join_and_filter(kind, &read, !by_cursor, |_| policy.default_allows()),
+    };
+    match joined {
+        Some((text, _removed)) => Reply::Serialized(assembled_result_response(id, &text)),
+        None => Reply::Json(result_response(id, json!({}))),
     }
 }
 

@@ -58,8 +58,9 @@ pub const NOT_SUPPORTED_MESSAGE: &str = "not supported through mcpgw";
 ///
 /// Both members are kept as the upstream wrote them: validated JSON text, never built into a
 /// tree. Most answers go back to the agent untouched, so they are spliced into the reply as
-/// they are (cheaper for multi-KB results, and numbers keep every digit); only the answers the
-/// gateway reads or filters (`initialize`, the lists) are parsed, with [`Outcome::parse`].
+/// they are (cheaper for multi-KB results, and numbers keep every digit). Lists are filtered
+/// entry by entry as text (`mcp::filter`); only `initialize`, which the gateway reads, is
+/// parsed, with [`Outcome::parse`].
 #[derive(Debug, Clone)]
 pub enum Outcome {
     /// The `result` member of the response.
