@@ -1,6 +1,7 @@
 //! Property tests on the three entry points the fuzz targets (`fuzz/`) drive, on the stable
 //! toolchain and a bounded number of generated cases: the strict message parser (with
-//! `subject_of`), policy decisions on tool arguments, and the config parser.
+//! `subject_of`), policy decisions on tool arguments, and the config parser; and on the
+//! filter that joins upstream list pages.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
@@ -429,6 +430,70 @@ proptest! {
         }
         mutated.insert_str(at, &insert);
         let _ = config::parse(Path::new("/nonexistent/mcpgw.toml"), &mutated);
+    }
+}
+
+proptest! {
+    // Each case builds and checks whole pages: fewer cases keep it within a second or two.
+    #![proptest_config(PtConfig { cases: 256, ..pt() })]
+
+    /// List pages of arbitrary entries (objects with and without a name, escaped names,
+    /// other values): the joined result is JSON, lists only entries whose name the policy
+    /// keeps, each exactly as the upstream wrote it, and accounts for every other entry.
+    #[test]
+    fn filtered_lists_hold_only_kept_entries(
+        pages in prop::collection::vec(
+            prop::collection::vec(
+                prop_oneof![
+                    4 => ("[a-d]{1,2}", any::<bool>(), json_value()).prop_map(|(name, escape, extra)| {
+                        let key = if escape { r#""n\u0061me""# } else { r#""name""# };
+                        format!(r#"{{{key}:{},"x":{extra}}}"#, Value::from(name))
+                    }),
+                    1 => json_value().prop_map(|v| v.to_string()),
+                ],
+                0..6,
+            ),
+            1..4,
+        ),
+        other in json_value(),
+    ) {
+        use mcpgw::mcp::filter::{ListKind, Page, join_and_filter};
+        use serde_json::value::RawValue;
+        let keep = |name: &str| name.starts_with('a') || name == "cd";
+        let raws: Vec<Box<RawValue>> = pages
+            .iter()
+            .map(|entries| {
+                let text = format!(r#"{{"tools":[{}],"other":{other},"nextCursor":"n"}}"#, entries.join(","));
+                RawValue::from_string(text).expect("a generated page is JSON")
+            })
+            .collect();
+        let read: Vec<Page<'_>> = raws.iter().map(|r| Page::read(r).expect("an object")).collect();
+        let (text, removed) = join_and_filter(ListKind::Tools, &read, true, keep).expect("pages");
+        let joined: Value = serde_json::from_str(&text).expect("the result is JSON");
+        prop_assert!(joined.get("nextCursor").is_none());
+        prop_assert_eq!(&joined["other"], &other);
+        let listed = joined["tools"].as_array().expect("a list");
+        // What should be there: every entry that is an object with a kept string name.
+        let expected: Vec<&String> = pages
+            .iter()
+            .flatten()
+            .filter(|e| {
+                serde_json::from_str::<Value>(e)
+                    .ok()
+                    .and_then(|v| v.get("name").and_then(Value::as_str).map(keep))
+                    .unwrap_or(false)
+            })
+            .collect();
+        let total: usize = pages.iter().map(Vec::len).sum();
+        prop_assert_eq!(listed.len(), expected.len(), "{}", text);
+        prop_assert_eq!(removed, total - expected.len());
+        // Kept entries are the upstream's text, byte for byte, in order.
+        let mut from = 0;
+        for entry in expected {
+            let at = text[from..].find(entry.as_str());
+            prop_assert!(at.is_some(), "{} missing from {}", entry, text);
+            from += at.unwrap_or(0) + entry.len();
+        }
     }
 }
 
