@@ -68,13 +68,15 @@ pub struct Page<'a> {
 }
 
 impl<'a> Page<'a> {
-    /// Reads a page; `None` when it is not a JSON object (it is then relayed untouched).
-    pub fn read(raw: &'a RawValue) -> Option<Page<'a>> {
+    /// Reads a page: `Ok(None)` when it is not a JSON object (it is then relayed untouched),
+    /// `Err` when it is an object whose member names cannot be read (a lone surrogate escape,
+    /// say): such a page is refused, never relayed unfiltered.
+    pub fn read(raw: &'a RawValue) -> Result<Option<Page<'a>>, String> {
         if !raw.get().trim_ascii_start().starts_with('{') {
-            return None;
+            return Ok(None);
         }
-        let members = serde_json::from_str(raw.get()).ok()?;
-        Some(Page { members })
+        let members = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
+        Ok(Some(Page { members }))
     }
 
     /// The page's `nextCursor`, when it is a string.
@@ -212,7 +214,7 @@ mod tests {
     /// of entries removed. A result that is not an object is left as it is.
     fn filter_list(kind: ListKind, result: &mut Value, keep: impl FnMut(&str) -> bool) -> usize {
         let raw = RawValue::from_string(result.to_string()).unwrap();
-        let Some(page) = Page::read(&raw) else {
+        let Some(page) = Page::read(&raw).expect("a readable page") else {
             return 0;
         };
         let (text, removed) = join_and_filter(kind, &[page], false, keep).unwrap();
@@ -282,14 +284,15 @@ mod tests {
             {"Name": "ok"},
             "ok",
             null,
-            [{"name": "ok"}]
+            [{"name": "ok"}],
+            ["ok"]
         ]});
         let mut seen = Vec::new();
         let removed = filter_list(ListKind::Tools, &mut result, |k| {
             seen.push(k.to_string());
             true
         });
-        assert_eq!(removed, 8);
+        assert_eq!(removed, 9);
         assert_eq!(result, json!({"tools": [{"name": "ok"}]}));
         assert_eq!(seen, ["ok"]);
     }
@@ -370,7 +373,10 @@ mod tests {
             .iter()
             .map(|t| RawValue::from_string(t.to_string()).unwrap())
             .collect();
-        let pages: Vec<Page<'_>> = raws.iter().map(|r| Page::read(r).unwrap()).collect();
+        let pages: Vec<Page<'_>> = raws
+            .iter()
+            .map(|r| Page::read(r).unwrap().unwrap())
+            .collect();
         assert_eq!(pages[0].next_cursor().as_deref(), Some("p2"));
         assert_eq!(pages[2].next_cursor(), None);
         let (text, removed) = join_and_filter(ListKind::Tools, &pages, true, |k| k != "c").unwrap();
@@ -399,7 +405,7 @@ mod tests {
                 .to_string(),
         )
         .unwrap();
-        let page = Page::read(&raw).unwrap();
+        let page = Page::read(&raw).unwrap().unwrap();
         let mut seen = Vec::new();
         let (text, removed) = join_and_filter(ListKind::Tools, &[page], true, |k| {
             seen.push(k.to_string());
@@ -410,5 +416,19 @@ mod tests {
         assert_eq!(seen, ["a", "b"]);
         assert_eq!(removed, 2);
         assert_eq!(result["tools"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn a_page_with_unreadable_member_names_is_refused() {
+        // serde_json accepts a lone surrogate escape as raw text but cannot decode it.
+        for text in [
+            r#"{"tools":[{"name":"ssh_execute"}],"\ud800":0}"#,
+            r#"{"\udc00":1,"tools":[]}"#,
+        ] {
+            let raw = RawValue::from_string(text.to_string()).expect("valid as raw text");
+            assert!(Page::read(&raw).is_err(), "{text}");
+        }
+        let raw = RawValue::from_string("[1]".to_string()).unwrap();
+        assert!(Page::read(&raw).unwrap().is_none(), "not an object");
     }
 }

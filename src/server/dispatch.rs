@@ -395,7 +395,8 @@ async fn forward(
             Outcome::Result(page) => page,
             error @ Outcome::Error(_) => return Ok(Forwarded::Relayed(error)),
         };
-        let read = Page::read(&page);
+        let read = Page::read(&page)
+            .map_err(|e| UpstreamError::Protocol(format!("unreadable {method} page: {e}")))?;
         let next = read.as_ref().and_then(Page::next_cursor);
         let is_object = read.is_some();
         pages.push(page);
@@ -427,15 +428,24 @@ fn filtered_list(
     pages: &[Box<RawValue>],
     by_cursor: bool,
 ) -> Reply {
+    // `forward` read every page already and refused unreadable ones; read again here (the
+    // pages are borrowed from), anything unexpected still fails closed.
     let mut read = Vec::with_capacity(pages.len());
     for (index, page) in pages.iter().enumerate() {
         match Page::read(page) {
-            Some(p) => read.push(p),
+            Ok(Some(p)) => read.push(p),
             // Not an object: nothing to filter, passed on as the upstream wrote it.
-            None if index == 0 => {
+            Ok(None) if index == 0 => {
                 return Reply::Serialized(relayed_response(id, Answered::Result, page));
             }
-            None => {}
+            Ok(None) => {}
+            Err(_) => {
+                return Reply::Json(error_response(
+                    Some(id),
+                    codes::INTERNAL,
+                    "the OPNsense MCP server's list could not be read",
+                ));
+            }
         }
     }
     let policy = runtime.policy_for(&ctx.identity);

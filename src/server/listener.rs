@@ -89,8 +89,15 @@ pub async fn serve(
         }
         // Another worker has fewer connections: it gets this one. `into_std` leaves the
         // socket non-blocking, as its new reactor needs it.
-        let Ok(stream) = stream.into_std() else {
-            continue;
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                // The socket could not leave this worker's reactor; it is closed.
+                shared
+                    .auditor
+                    .event(Severity::Error, format!("fault=handoff error={e:?}"));
+                continue;
+            }
         };
         let arrival = Arrival {
             stream,
@@ -121,7 +128,8 @@ pub async fn serve(
         }
     }
     drop(listener);
-    // From here a worker still accepting serves what it accepts itself.
+    // From here a worker still accepting serves what it accepts itself. Hand-offs still
+    // queued are closed unserved, like any connection not yet read when a shutdown begins.
     drop(me.inbox);
     tokio::select! {
         _ = graceful.shutdown() => {}

@@ -85,9 +85,16 @@ impl Conn {
             {
                 match write_short(pipe, &line) {
                     Ok(n) if n == line.len() => return Ok(()),
-                    // Never seen from a pipe; the rest then follows as a long line would.
+                    Ok(0) => {}
+                    // POSIX rules this out for a pipe. Should it happen, no line is written
+                    // directly any more: the rest, and every later line, go through the
+                    // writer task in order.
                     Ok(n) => {
+                        drop(stdin);
                         line.drain(..n);
+                        let mut stdin = self.stdin.write().unwrap_or_else(|p| p.into_inner());
+                        stdin.pipe = None;
+                        return stdin.send(line);
                     }
                     // Broken: the write lock's path meets the error again and queues.
                     Err(_) => {}
