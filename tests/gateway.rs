@@ -805,6 +805,16 @@ fn token_new_prints_the_token_once_and_only_its_hash_for_the_config() {
     assert!(text.contains("name = \"cursor\""));
 }
 
+/// The names in a `tools/list` result, in order.
+fn tool_names(result: &Value) -> Vec<&str> {
+    result["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .map(|t| t["name"].as_str().expect("name"))
+        .collect()
+}
+
 /// The upstream pages its tool list (50 a page); an agent that asks without a cursor gets
 /// the whole list, filtered, in one answer; one that asks with the upstream's cursor gets
 /// that page, filtered, and its cursor.
@@ -815,12 +825,7 @@ async fn tools_list_joins_the_upstream_pages_and_passes_cursors_through() {
     let all = agent.request("tools/list", json!({})).await.unwrap();
     let result = &all["result"];
     assert!(result.get("nextCursor").is_none(), "{result}");
-    let names: Vec<&str> = result["tools"]
-        .as_array()
-        .expect("tools")
-        .iter()
-        .map(|t| t["name"].as_str().expect("name"))
-        .collect();
+    let names = tool_names(result);
     let catalogue = mcpgw::catalogue::tool_names();
     assert_eq!(
         names.len(),
@@ -843,12 +848,7 @@ async fn tools_list_joins_the_upstream_pages_and_passes_cursors_through() {
         .unwrap();
     let page = &second["result"];
     assert_eq!(page["nextCursor"], "mock-page-2", "{page}");
-    let on_page: Vec<&str> = page["tools"]
-        .as_array()
-        .expect("tools")
-        .iter()
-        .map(|t| t["name"].as_str().expect("name"))
-        .collect();
+    let on_page = tool_names(page);
     assert!((49..=50).contains(&on_page.len()), "{on_page:?}");
     assert!(
         on_page

@@ -140,6 +140,23 @@ async fn stdio_initializes_once_and_matches_concurrent_calls() {
     upstream.shutdown().await;
 }
 
+/// A call in flight: its number, its filler, then its answer.
+type FillerCall = tokio::task::JoinHandle<(usize, String, Result<Outcome, UpstreamError>)>;
+
+/// Each call answered by the mock's echo of exactly its own `n` and `filler`: no line was
+/// torn, interleaved or matched to another call.
+async fn assert_fillers_echoed(tasks: Vec<FillerCall>) {
+    for task in tasks {
+        let (i, filler, answer) = task.await.expect("task");
+        let echoed = call_text(answer.expect("answered"));
+        assert_eq!(echoed["arguments"]["n"], i);
+        assert_eq!(
+            echoed["arguments"]["filler"].as_str(),
+            Some(filler.as_str())
+        );
+    }
+}
+
 /// Calls write into the child's stdin themselves while the pipe has room; when it is full
 /// the rest goes through the writer task, and later lines queue behind it. Far more than a
 /// pipe holds (64 KiB on Linux), sent at once, must arrive whole and be answered in kind:
@@ -170,15 +187,7 @@ async fn stdio_calls_beyond_the_pipe_buffer_arrive_whole() {
             (i, filler, answer)
         }));
     }
-    for task in tasks {
-        let (i, filler, answer) = task.await.expect("task");
-        let echoed = call_text(answer.expect("answered"));
-        assert_eq!(echoed["arguments"]["n"], i);
-        assert_eq!(
-            echoed["arguments"]["filler"].as_str(),
-            Some(filler.as_str())
-        );
-    }
+    assert_fillers_echoed(tasks).await;
     // Every refusal reached the child whole (it logs each answer it gets).
     for _ in 0..server_requests {
         wait_event(
@@ -217,15 +226,7 @@ async fn stdio_short_and_long_lines_from_many_threads_stay_whole() {
                 (i, filler, answer)
             }));
         }
-        for task in tasks {
-            let (i, filler, answer) = task.await.expect("task");
-            let echoed = call_text(answer.expect("answered"));
-            assert_eq!(echoed["arguments"]["n"], i);
-            assert_eq!(
-                echoed["arguments"]["filler"].as_str(),
-                Some(filler.as_str())
-            );
-        }
+        assert_fillers_echoed(tasks).await;
     }
     upstream.shutdown().await;
 }
