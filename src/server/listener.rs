@@ -106,25 +106,10 @@ pub async fn serve(
             seat,
         };
         if let Err(back) = me.balancer.hand_off(arrival) {
-            // That worker is shutting down; serve it here.
-            let Arrival {
-                stream,
-                peer,
-                permit,
-                seat,
-            } = *back;
-            drop(seat);
-            let seat = me.balancer.seat(me.index);
-            serve_arrival(
-                &shared,
-                &graceful,
-                Arrival {
-                    stream,
-                    peer,
-                    permit,
-                    seat,
-                },
-            );
+            // That worker is shutting down: serve it here (the old seat is freed).
+            let mut arrival = *back;
+            arrival.seat = me.balancer.seat(me.index);
+            serve_arrival(&shared, &graceful, arrival);
         }
     }
     drop(listener);
