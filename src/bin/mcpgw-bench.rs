@@ -9,7 +9,8 @@
 //! - nginx:  client -> nginx (TLS, proxy_pass with upstream keepalive, a worker per core)
 //!   -> mock; nginx-log: the same with an access line per request to the syslog sink;
 //! - stdio:  mcpgw over the mock as a stdio child vs a driver on the mock's stdio directly,
-//!   with a child that answers at once and one that spends `--stdio-work-us` per call.
+//!   with a child that answers at once (loaded, then one call at a time) and one that spends
+//!   `--stdio-work-us` per call.
 //!
 //! Then memory (RSS idle, with 1,000 sessions, after 100,000 rate-limit keys), start-up time
 //! to the first TLS handshake, binary sizes, and the cost of one policy decision.
@@ -411,6 +412,26 @@ async fn run(cli: Cli) -> Result<(), String> {
                     load::run_http(&target, conns, warmup, measure, BENCH_TOOL, Some(&cpu)).await?;
                 print_row(&format!("mcpgw over stdio child x{conns}, {child}"), &s);
                 report.add(&format!("mcpgw-stdio{suffix}"), s);
+                // Unloaded, with the child that answers at once: what one call costs.
+                let lat = cli.latency_connections;
+                if work_us == 0 && lat > 0 {
+                    let s = load::run_stdio_direct(
+                        &mock_bin,
+                        cli.mock_threads,
+                        &mock_args,
+                        lat,
+                        warmup,
+                        measure,
+                        BENCH_TOOL,
+                    )
+                    .await?;
+                    print_row(&format!("stdio direct driver x{lat}, {child}"), &s);
+                    report.add(&format!("stdio-direct/{lat}"), s);
+                    let s = load::run_http(&target, lat, warmup, measure, BENCH_TOOL, Some(&cpu))
+                        .await?;
+                    print_row(&format!("mcpgw over stdio child x{lat}, {child}"), &s);
+                    report.add(&format!("mcpgw-stdio/{lat}"), s);
+                }
             }
         }
     }
@@ -906,6 +927,26 @@ fn summary(report: &Report, conns: usize, lat_conns: usize, measure: Duration) {
                 }
             }
         }
+    }
+    // The stdio upstream, one call at a time: over the pipe driver, next to the HTTP upstream
+    // over direct HTTP.
+    let one = format!("/{lat_conns}");
+    let stdio_added = |q| {
+        added(
+            &format!("mcpgw-stdio{one}"),
+            &format!("stdio-direct{one}"),
+            q,
+        )
+    };
+    let http_added = |q| added(&format!("mcpgw{one}"), &format!("direct{one}"), q);
+    if let (Some(p50), Some(p99)) = (stdio_added(0.5), stdio_added(0.99)) {
+        let http = match (http_added(0.5), http_added(0.99)) {
+            (Some(h50), Some(h99)) => format!(" (over HTTP: p50 {h50:+.0} µs, p99 {h99:+.0} µs)"),
+            _ => String::new(),
+        };
+        println!(
+            "added latency over the stdio driver, {lat_conns} in flight (unloaded): p50 {p50:+.0} µs, p99 {p99:+.0} µs{http}"
+        );
     }
     let ratio =
         |a: &str, b: &str| -> Option<f64> { Some(report.stats(a)?.rps() / report.stats(b)?.rps()) };
