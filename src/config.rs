@@ -105,7 +105,7 @@ struct FileSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListenSection {
-    address: Spanned<String>,
+    address: Spanned<AddressSpec>,
     #[serde(default)]
     cert: Option<Spanned<String>>,
     #[serde(default)]
@@ -221,8 +221,9 @@ pub struct Config {
 /// The agent-facing listener.
 #[derive(Debug, Clone)]
 pub struct ListenConfig {
-    pub address: SocketAddr,
-    /// `None` only when `plaintext` is set (and then the address is loopback).
+    /// Where agents connect: at least one address, none twice.
+    pub addresses: Vec<SocketAddr>,
+    /// `None` only when `plaintext` is set (and then every address is loopback).
     pub tls: Option<TlsFiles>,
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,
@@ -427,6 +428,87 @@ fn bounded(
     }
 }
 
+/// Most addresses one gateway listens on.
+const MAX_LISTEN_ADDRESSES: usize = 16;
+
+/// `listen.address`: one address, or a list of them (e.g. a LAN's IPv4 and IPv6 address).
+#[derive(Debug)]
+enum AddressSpec {
+    One(String),
+    Many(Vec<Spanned<String>>),
+}
+
+impl<'de> Deserialize<'de> for AddressSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Expect;
+        impl<'de> serde::de::Visitor<'de> for Expect {
+            type Value = AddressSpec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an address such as \"192.168.1.1:8443\", or a list of them")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<AddressSpec, E> {
+                Ok(AddressSpec::One(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<AddressSpec, A::Error> {
+                let mut all = Vec::new();
+                while let Some(address) = seq.next_element::<Spanned<String>>()? {
+                    all.push(address);
+                }
+                Ok(AddressSpec::Many(all))
+            }
+        }
+        d.deserialize_any(Expect)
+    }
+}
+
+/// The socket addresses `listen.address` names, each checked, with no repeats.
+fn listen_addresses(
+    map: &SourceMap,
+    spec: &Spanned<AddressSpec>,
+) -> Result<Vec<(SocketAddr, Range<usize>)>, ConfigError> {
+    let written: Vec<(&str, Range<usize>)> = match spec.get_ref() {
+        AddressSpec::One(a) => vec![(a.as_str(), spec.span())],
+        AddressSpec::Many(list) => list
+            .iter()
+            .map(|a| (a.get_ref().as_str(), a.span()))
+            .collect(),
+    };
+    if written.is_empty() {
+        return Err(map.error(
+            Some(spec.span()),
+            "listen.address = [] listens nowhere: name at least one address",
+        ));
+    }
+    if written.len() > MAX_LISTEN_ADDRESSES {
+        return Err(map.error(
+            Some(spec.span()),
+            format!(
+                "listen.address names {} addresses; at most {MAX_LISTEN_ADDRESSES}",
+                written.len()
+            ),
+        ));
+    }
+    let mut addresses: Vec<(SocketAddr, Range<usize>)> = Vec::with_capacity(written.len());
+    for (text, span) in written {
+        let address: SocketAddr = text.parse().map_err(|_| {
+            map.error(
+                Some(span.clone()),
+                format!(
+                    "listen.address {text:?} is not an IP address with a port, e.g. \"0.0.0.0:8443\" or \"[::1]:8443\""
+                ),
+            )
+        })?;
+        if addresses.iter().any(|(a, _)| *a == address) {
+            return Err(map.error(Some(span), format!("listen.address names {address} twice")));
+        }
+        addresses.push((address, span));
+    }
+    Ok(addresses)
+}
+
 fn validate_listen(
     map: &SourceMap,
     base: &Path,
@@ -434,19 +516,11 @@ fn validate_listen(
 ) -> Result<ListenConfig, ConfigError> {
     let span = section.span();
     let s = section.into_inner();
-    let address: SocketAddr = s.address.get_ref().parse().map_err(|_| {
-        map.error(
-            Some(s.address.span()),
-            format!(
-                "listen.address {:?} is not an IP address with a port, e.g. \"0.0.0.0:8443\" or \"[::1]:8443\"",
-                s.address.get_ref()
-            ),
-        )
-    })?;
+    let addresses = listen_addresses(map, &s.address)?;
     let tls = if s.plaintext {
-        if !address.ip().is_loopback() {
+        if let Some((address, span)) = addresses.iter().find(|(a, _)| !a.ip().is_loopback()) {
             return Err(map.error(
-                Some(s.address.span()),
+                Some(span.clone()),
                 format!(
                     "plain HTTP is allowed only on a loopback address, not {}: remove `plaintext = true` or listen on 127.0.0.1 / [::1]",
                     address.ip()
@@ -492,7 +566,7 @@ fn validate_listen(
         ));
     }
     Ok(ListenConfig {
-        address,
+        addresses: addresses.into_iter().map(|(a, _)| a).collect(),
         tls,
         max_body_bytes: bounded(
             map,
@@ -835,6 +909,72 @@ mod tests {
         let err = parsed(text).expect_err("config should be refused");
         let offset = text.find(needle).expect("needle in text");
         (err, line_col(text, offset))
+    }
+
+    /// `text` with its listen address replaced by `address` (a TOML value).
+    fn listening_on(address: &str, listen: &str) -> String {
+        text(listen, "").replacen(
+            "address = \"127.0.0.1:8443\"",
+            &format!("address = {address}"),
+            1,
+        )
+    }
+
+    #[test]
+    fn listen_address_is_one_or_a_list() {
+        let one = parsed(&listening_on("\"192.168.1.1:8443\"", "")).expect("valid");
+        assert_eq!(one.listen.addresses, ["192.168.1.1:8443".parse().unwrap()]);
+        let two = parsed(&listening_on(
+            "[\"192.168.1.1:8443\", \"[fd00::1]:8443\"]",
+            "",
+        ))
+        .expect("valid");
+        let want: Vec<SocketAddr> = vec![
+            "192.168.1.1:8443".parse().unwrap(),
+            "[fd00::1]:8443".parse().unwrap(),
+        ];
+        assert_eq!(two.listen.addresses, want);
+        let loopback = parsed(
+            &listening_on("[\"127.0.0.1:8080\", \"[::1]:8080\"]", "plaintext = true")
+                .replace("cert = \"c.pem\"\nkey = \"k.pem\"\n", ""),
+        )
+        .expect("plain HTTP on loopback only");
+        assert!(loopback.listen.tls.is_none());
+    }
+
+    #[test]
+    fn listen_address_lists_are_checked_element_by_element() {
+        let plain = |address: &str| {
+            listening_on(address, "plaintext = true")
+                .replace("cert = \"c.pem\"\nkey = \"k.pem\"\n", "")
+        };
+        for (t, needle, want) in [
+            (listening_on("[]", ""), "[]", "listens nowhere"),
+            (
+                listening_on("[\"127.0.0.1:1\", \"nope\"]", ""),
+                "\"nope\"",
+                "is not an IP address with a port",
+            ),
+            (
+                listening_on("[\"127.0.0.1:1\", \"127.0.0.1:1\"]", ""),
+                "\"127.0.0.1:1\"]",
+                "names 127.0.0.1:1 twice",
+            ),
+            (
+                plain("[\"127.0.0.1:1\", \"192.168.1.1:1\"]"),
+                "\"192.168.1.1:1\"",
+                "only on a loopback address, not 192.168.1.1",
+            ),
+        ] {
+            let (err, at) = error_at(&t, needle);
+            assert_eq!(err.position, Some(at), "{err}\n{t}");
+            assert!(err.message.contains(want), "{err} (wanted {want:?})\n{t}");
+        }
+        let err = parsed(&listening_on("[8443]", "")).expect_err("a number");
+        assert!(err.message.contains("string"), "{err}");
+        let many: Vec<String> = (1..=17).map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+        let err = parsed(&listening_on(&format!("[{}]", many.join(", ")), "")).expect_err("17");
+        assert!(err.message.contains("at most 16"), "{err}");
     }
 
     #[test]

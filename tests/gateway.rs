@@ -856,3 +856,55 @@ async fn tools_list_joins_the_upstream_pages_and_passes_cursors_through() {
             .all(|n| unique.contains(n) && *n != "ssh_execute")
     );
 }
+
+/// One gateway on an IPv4 and an IPv6 address serves agents on both, under one policy.
+#[tokio::test]
+async fn listens_on_every_address_it_is_given() {
+    // A machine without IPv6 on loopback still checks two addresses, both IPv4.
+    let ipv6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+    if !ipv6 {
+        eprintln!("no IPv6 on loopback here: listening on 127.0.0.1 and 127.0.0.2 instead");
+    }
+    let second = if ipv6 { "[::1]:0" } else { "127.0.0.2:0" };
+    let gw = Gateway::start_with(Options {
+        listen_address: Some(format!("[\"127.0.0.1:0\", \"{second}\"]")),
+        ..Options::default()
+    });
+    let line = gw
+        .stderr
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|l| l.strip_prefix("mcpgw: listening on ").map(str::to_string))
+        .expect("the listening line");
+    let addresses: Vec<std::net::SocketAddr> = line
+        .split_whitespace()
+        .take_while(|w| !w.starts_with('('))
+        .map(|w| w.parse().expect("an address"))
+        .collect();
+    assert_eq!(addresses.len(), 2, "{line}");
+    assert!(addresses[0].is_ipv4(), "{line}");
+    assert_eq!(addresses[1].is_ipv6(), ipv6, "{line}");
+    for address in addresses {
+        let tls = mcpgw::client::tls_config(gw.cert_pem.as_bytes()).unwrap();
+        let mut agent =
+            mcpgw::client::McpClient::connect(address, Some((tls, "localhost")), Some(&gw.token))
+                .await
+                .unwrap_or_else(|e| panic!("connect to {address}: {e}"));
+        agent.initialize().await.expect("initialize");
+        let r = agent
+            .call_tool("firewall_list_rules", json!({"interface": "lan"}))
+            .await
+            .unwrap();
+        assert!(
+            text_of(&r).contains("firewall_list_rules"),
+            "{address}: {r}"
+        );
+        let r = agent
+            .call_tool("firewall_delete_rule", json!({}))
+            .await
+            .unwrap();
+        assert_eq!(r["result"]["isError"], json!(true), "{address}: {r}");
+    }
+    assert_eq!(gw.upstream_calls().len(), 2, "one allowed call per address");
+}

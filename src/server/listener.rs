@@ -38,18 +38,20 @@ pub struct WorkerSeat {
 }
 
 /// Accepts until `shutdown` turns true, then lets open requests finish. Every worker runs
-/// one of these on the shared socket; the connection cap counts all of them, and each new
-/// connection is served by the worker with the fewest (`balance`).
+/// one of these on the shared sockets (one per listen address); the connection cap counts
+/// all of them, and each new connection is served by the worker with the fewest
+/// (`balance`).
 pub async fn serve(
     shared: Arc<Shared>,
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     mut shutdown: watch::Receiver<bool>,
     mut me: WorkerSeat,
 ) {
     let graceful = GracefulShutdown::new();
+    let mut first = 0;
     loop {
         let accepted = tokio::select! {
-            a = listener.accept() => a,
+            a = accept_any(&listeners, &mut first) => a,
             Some(arrival) = me.inbox.recv() => {
                 serve_arrival(&shared, &graceful, arrival);
                 continue;
@@ -112,7 +114,7 @@ pub async fn serve(
             serve_arrival(&shared, &graceful, arrival);
         }
     }
-    drop(listener);
+    drop(listeners);
     // From here a worker still accepting serves what it accepts itself. Hand-offs still
     // queued are closed unserved, like any connection not yet read when a shutdown begins.
     drop(me.inbox);
@@ -120,6 +122,26 @@ pub async fn serve(
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
     }
+}
+
+/// The next connection on any of `listeners`. They are polled in turn from `first`, which
+/// moves on after each connection, so a flood on one address cannot starve the others.
+async fn accept_any(
+    listeners: &[TcpListener],
+    first: &mut usize,
+) -> std::io::Result<(TcpStream, SocketAddr)> {
+    std::future::poll_fn(|cx| {
+        let n = listeners.len();
+        for k in 0..n {
+            let index = (*first + k) % n;
+            if let std::task::Poll::Ready(accepted) = listeners[index].poll_accept(cx) {
+                *first = (index + 1) % n;
+                return std::task::Poll::Ready(accepted);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// Serves a connection another worker accepted (or handed back) on this worker.

@@ -21,6 +21,7 @@ pub mod tls;
 pub mod workers;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -173,25 +174,12 @@ async fn run_with(path: &Path, config: Config, auditor: Auditor) -> Result<(), S
         .await
         .map_err(|e| format!("the upstream MCP server did not start: {e}"))?;
 
-    let listener = tokio::net::TcpListener::bind(listen.address)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", listen.address));
-    let listener = match listener {
-        Ok(l) => l,
+    // Workers watch the sockets with their own runtimes.
+    let (listeners, bound) = match bind_all(&listen.addresses) {
+        Ok(bound) => bound,
         Err(e) => {
             upstream.shutdown().await;
             return Err(e);
-        }
-    };
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    // Workers watch the socket with their own runtimes.
-    let listener = match listener.into_std() {
-        Ok(l) => l,
-        Err(e) => {
-            upstream.shutdown().await;
-            return Err(format!(
-                "cannot hand the listening socket to the workers: {e}"
-            ));
         }
     };
     let scheme = if runtime.tls.is_some() {
@@ -212,20 +200,30 @@ async fn run_with(path: &Path, config: Config, auditor: Auditor) -> Result<(), S
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker_count = workers::count(shared.listen.workers);
-    let workers = match workers::start(&shared, &listener, worker_count, &stop_tx).await {
+    let workers = match workers::start(&shared, &listeners, worker_count, &stop_tx).await {
         Ok(w) => w,
         Err(e) => {
             upstream.shutdown().await;
             return Err(e);
         }
     };
-    drop(listener);
+    drop(listeners);
+    let urls: Vec<String> = bound
+        .iter()
+        .map(|a| format!("{scheme}://{a}/mcp"))
+        .collect();
     let started = format!(
-        "started listen={scheme}://{bound}/mcp workers={worker_count} policy=\"{summary}\""
+        "started listen={} workers={worker_count} policy=\"{summary}\"",
+        urls.join(",")
     );
     auditor.event(Severity::Notice, started.clone());
-    // Also on stderr: under daemon(8) it reaches the log, and tests wait for this line.
-    eprintln!("mcpgw: listening on {bound} ({scheme}) with policy: {summary}");
+    // Also on stderr: under daemon(8) it reaches the log, and tests wait for this line (the
+    // first word after "on" is the first address).
+    let addresses: Vec<String> = bound.iter().map(SocketAddr::to_string).collect();
+    eprintln!(
+        "mcpgw: listening on {} ({scheme}) with policy: {summary}",
+        addresses.join(" ")
+    );
 
     tokio::spawn(housekeeping(shared.clone(), stop_rx));
     signals(path, &shared).await;
@@ -238,6 +236,59 @@ async fn run_with(path: &Path, config: Config, auditor: Auditor) -> Result<(), S
     auditor.event(Severity::Notice, "stopped".into());
     eprintln!("mcpgw: stopped");
     stopped
+}
+
+/// Binds every listen address; the sockets (non-blocking, for the workers' runtimes) and the
+/// addresses they are bound to (a port 0 resolved).
+///
+/// An IPv6 socket takes IPv6 only, as FreeBSD's default has it everywhere: `[::]:8443` and
+/// `0.0.0.0:8443` can then be listed together, and `[::]` never quietly takes IPv4 too.
+fn bind_all(
+    addresses: &[SocketAddr],
+) -> Result<(Vec<std::net::TcpListener>, Vec<SocketAddr>), String> {
+    let mut listeners = Vec::with_capacity(addresses.len());
+    let mut bound = Vec::with_capacity(addresses.len());
+    for &address in addresses {
+        let listener = bind(address).map_err(|e| format!("cannot listen on {address}: {e}"))?;
+        bound.push(
+            listener
+                .local_addr()
+                .map_err(|e| format!("cannot listen on {address}: {e}"))?,
+        );
+        listeners.push(listener);
+    }
+    Ok((listeners, bound))
+}
+
+fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use std::os::fd::AsRawFd;
+    let socket = if address.is_ipv6() {
+        tokio::net::TcpSocket::new_v6()?
+    } else {
+        tokio::net::TcpSocket::new_v4()?
+    };
+    // As tokio's and std's own `bind` do: a restart is not refused for the old sockets'
+    // TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    if address.is_ipv6() {
+        let on: libc::c_int = 1;
+        // SAFETY: the descriptor is the open socket `socket` owns; the pointer is to a live
+        // local of the size passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IPV6,
+                libc::IPV6_V6ONLY,
+                (&raw const on).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    socket.bind(address)?;
+    socket.listen(1024)?.into_std()
 }
 
 /// Waits for SIGTERM/SIGINT (returns) and handles SIGHUP (reload) meanwhile.
@@ -273,10 +324,16 @@ async fn signals(path: &Path, shared: &Arc<Shared>) {
 /// What a valid new `config` changes that only a restart applies (fixed in [`Shared`]).
 fn waits_for_restart(config: &Config, shared: &Shared) -> Vec<String> {
     let mut changes = Vec::new();
-    if config.listen.address != shared.listen.address {
+    if config.listen.addresses != shared.listen.addresses {
+        let addresses: Vec<String> = config
+            .listen
+            .addresses
+            .iter()
+            .map(SocketAddr::to_string)
+            .collect();
         changes.push(format!(
             "listen.address changed to {}",
-            config.listen.address
+            addresses.join(", ")
         ));
     }
     if config.listen.workers != shared.listen.workers {

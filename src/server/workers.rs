@@ -5,8 +5,8 @@
 //! its upstream answer woken on the other, so every call paid a futex wake-up and a context
 //! switch; on a 2-core box that was a fifth of the gateway's added latency (BENCHMARKS.md).
 //! Here a connection, its requests and the upstream connections they use (the HTTP upstream
-//! pool keeps idle connections per thread) stay on one thread. All workers poll one listening
-//! socket; the worker that accepts a connection hands it to the one with the fewest open
+//! pool keeps idle connections per thread) stay on one thread. All workers poll the same
+//! listening sockets (one per listen address); the worker that accepts a connection hands it to the one with the fewest open
 //! (`balance`), since the kernel tends to let one busy worker accept them all.
 //!
 //! The main runtime keeps what is process-wide: signals, reloads, housekeeping, upstream
@@ -41,13 +41,13 @@ pub struct Workers {
     results: Vec<oneshot::Receiver<Result<(), String>>>,
 }
 
-/// Starts `count` workers on clones of `listener` (a bound, non-blocking socket) and returns
+/// Starts `count` workers on clones of `listeners` (bound, non-blocking sockets) and returns
 /// once every one of them is accepting. They stop accepting when `stop` turns true and end
 /// once their open requests have finished. If one cannot start, the others are stopped and
 /// waited for, and its error is returned.
 pub async fn start(
     shared: &Arc<Shared>,
-    listener: &std::net::TcpListener,
+    listeners: &[std::net::TcpListener],
     count: usize,
     stop: &watch::Sender<bool>,
 ) -> Result<Workers, String> {
@@ -62,7 +62,7 @@ pub async fn start(
             balancer: balancer.clone(),
             inbox,
         };
-        match spawn(seat, shared, listener, stop.subscribe()) {
+        match spawn(seat, shared, listeners, stop.subscribe()) {
             Ok((ready_rx, result_rx)) => {
                 ready.push(ready_rx);
                 workers.results.push(result_rx);
@@ -91,29 +91,31 @@ type Spawned = (oneshot::Receiver<()>, oneshot::Receiver<Result<(), String>>);
 fn spawn(
     seat: WorkerSeat,
     shared: &Arc<Shared>,
-    listener: &std::net::TcpListener,
+    listeners: &[std::net::TcpListener],
     stop: watch::Receiver<bool>,
 ) -> Result<Spawned, String> {
     let index = seat.index;
-    let socket = listener
-        .try_clone()
-        .map_err(|e| format!("cannot share the listening socket with worker {index}: {e}"))?;
+    let sockets = listeners
+        .iter()
+        .map(std::net::TcpListener::try_clone)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("cannot share the listening sockets with worker {index}: {e}"))?;
     let (ready_tx, ready_rx) = oneshot::channel();
     let (result_tx, result_rx) = oneshot::channel();
     let shared = shared.clone();
     std::thread::Builder::new()
         .name(format!("mcpgw-worker-{index}"))
         .spawn(move || {
-            let _ = result_tx.send(run_worker(shared, socket, stop, seat, ready_tx));
+            let _ = result_tx.send(run_worker(shared, sockets, stop, seat, ready_tx));
         })
         .map_err(|e| format!("cannot start connection worker {index}: {e}"))?;
     Ok((ready_rx, result_rx))
 }
 
-/// One worker's life: its own runtime, its own accept loop on the shared socket.
+/// One worker's life: its own runtime, its own accept loop on the shared sockets.
 fn run_worker(
     shared: Arc<Shared>,
-    socket: std::net::TcpListener,
+    sockets: Vec<std::net::TcpListener>,
     stop: watch::Receiver<bool>,
     seat: WorkerSeat,
     ready: oneshot::Sender<()>,
@@ -123,11 +125,14 @@ fn run_worker(
         .build()
         .map_err(|e| format!("cannot start a worker runtime: {e}"))?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::from_std(socket)
-            .map_err(|e| format!("cannot watch the listening socket: {e}"))?;
+        let listeners = sockets
+            .into_iter()
+            .map(tokio::net::TcpListener::from_std)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("cannot watch the listening sockets: {e}"))?;
         let _ = ready.send(());
         tokio::spawn(keep_timer_near());
-        listener::serve(shared, listener, stop, seat).await;
+        listener::serve(shared, listeners, stop, seat).await;
         Ok(())
     })
 }

@@ -240,7 +240,7 @@ def variants(tmp):
                     risk_destructive=''),
         identities=[('11111111-1111-4111-8111-111111111111',
                      dict(enabled='1', name='agent', token_sha256=HASH_A, description=''))],
-    ), dict(address='127.0.0.1:8443', tls=False, identities=['agent'], tools={}, enabled=True)
+    ), dict(address=['127.0.0.1:8443'], tls=False, identities=['agent'], tools={}, enabled=True)
     yield 'full', dict(
         general=dict(enabled='1', listen_address='0.0.0.0', listen_port='9443', certificate='5f0a1b2c3d4e5',
                      workers='2'),
@@ -282,7 +282,7 @@ def variants(tmp):
                   limit_window='minute', limit_scope='identity', description='')),
         ],
         certs=certs, cas=cas,
-    ), dict(address='0.0.0.0:9443', tls=True, identities=['claude@ops', 'ci.bot-2'],
+    ), dict(address=['0.0.0.0:9443'], tls=True, identities=['claude@ops', 'ci.bot-2'],
             tools={'firewall_list_rules': {'action': 'allow',
                                            'limits': [{'max': 30, 'per': 'minute', 'scope': 'identity'}]},
                    'system_reboot': {'action': 'deny', 'reason': AWKWARD_REASON},
@@ -296,13 +296,21 @@ def variants(tmp):
         policy=dict(default='deny', default_reason='', risk_read='', risk_write='', risk_execute='',
                     risk_destructive=''),
         certs=certs, cas=cas,
-    ), dict(address='0.0.0.0:8443', tls=True, identities=[], tools={}, enabled=False)
+    ), dict(address=['0.0.0.0:8443'], tls=True, identities=[], tools={}, enabled=False)
+    yield 'dual-stack', dict(
+        general=dict(enabled='1', listen_address='192.168.1.1,fd00::1', listen_port='8443',
+                     certificate='5f0a1b2c3d4e5'),
+        upstream=base_upstream,
+        policy=dict(default='deny', default_reason='', risk_read='', risk_write='', risk_execute='',
+                    risk_destructive=''),
+        certs=certs, cas=cas,
+    ), dict(address=['192.168.1.1:8443', '[fd00::1]:8443'], tls=True, identities=[], tools={}, enabled=True)
     yield 'ipv6', dict(
         general=dict(enabled='1', listen_address='::1', listen_port='8443', certificate=''),
         upstream=base_upstream,
         policy=dict(default='deny', default_reason='', risk_read='', risk_write='', risk_execute='',
                     risk_destructive=''),
-    ), dict(address='[::1]:8443', tls=False, identities=[], tools={}, enabled=True)
+    ), dict(address=['[::1]:8443'], tls=False, identities=[], tools={}, enabled=True)
 
 
 # ------------------------------------------------------------------------------------------

@@ -45,6 +45,8 @@ pub struct Options {
     /// `[syslog] socket` when not the harness's own drained `log.sock` (a path the test binds
     /// itself, later or never).
     pub syslog_socket: Option<String>,
+    /// `[listen] address` as a TOML value, when not `"127.0.0.1:0"`; `addr` is then the first.
+    pub listen_address: Option<String>,
 }
 
 impl Default for Options {
@@ -60,6 +62,7 @@ impl Default for Options {
             identity_lines: Vec::new(),
             identities_extra: String::new(),
             syslog_socket: None,
+            listen_address: None,
         }
     }
 }
@@ -171,7 +174,8 @@ impl Gateway {
             "send_timeout_ms = 5000\n"
         };
         let config = format!(
-            "[listen]\naddress = \"127.0.0.1:0\"\n{tls}{}\n[upstream]\n{upstream}\n[syslog]\nsocket = {:?}\n{send_timeout}{}\n{identities}\n{}",
+            "[listen]\naddress = {}\n{tls}{}\n[upstream]\n{upstream}\n[syslog]\nsocket = {:?}\n{send_timeout}{}\n{identities}\n{}",
+            opts.listen_address.as_deref().unwrap_or("\"127.0.0.1:0\""),
             opts.listen_extra,
             opts.syslog_socket.as_deref().unwrap_or("log.sock"),
             opts.syslog_extra,
@@ -191,10 +195,14 @@ impl Gateway {
         let sink = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("mcpgw: listening on ") {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                // Kept before the start is reported, so a test finds the line it started on.
+                let listening = line
+                    .strip_prefix("mcpgw: listening on ")
+                    .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string());
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+                if let Some(addr) = listening {
+                    let _ = tx.send(addr);
                 }
-                sink.lock().unwrap().push(line);
             }
         });
         let addr = match rx.recv_timeout(Duration::from_secs(30)) {

@@ -47,8 +47,13 @@ class McpGw extends BaseModel
 
         $general = $this->general;
         if ($validateFullModel || $general->certificate->isFieldChanged() || $general->listen_address->isFieldChanged()) {
-            $address = (string)$general->listen_address;
-            $loopback = $address === '::1' || strpos($address, '127.') === 0;
+            $loopback = true;
+            foreach (explode(',', (string)$general->listen_address) as $address) {
+                $address = trim($address);
+                if ($address !== '::1' && strpos($address, '127.') !== 0) {
+                    $loopback = false;
+                }
+            }
             if ((string)$general->certificate === '' && !$loopback) {
                 $messages->appendMessage(new Message(
                     gettext('Without a certificate the gateway may only listen on a loopback address (127.0.0.1 or ::1).'),
