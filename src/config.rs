@@ -501,6 +501,18 @@ fn listen_addresses(
                 ),
             )
         })?;
+        if let SocketAddr::V6(v6) = address
+            && let Some(v4) = v6.ip().to_ipv4_mapped()
+        {
+            // An IPv6 socket here takes IPv6 only, so a mapped address could never be bound.
+            return Err(map.error(
+                Some(span),
+                format!(
+                    "listen.address {text:?} is an IPv4 address in IPv6 form: write it as \"{v4}:{}\"",
+                    address.port()
+                ),
+            ));
+        }
         if addresses.iter().any(|(a, _)| *a == address) {
             return Err(map.error(Some(span), format!("listen.address names {address} twice")));
         }
@@ -959,6 +971,11 @@ mod tests {
                 listening_on("[\"127.0.0.1:1\", \"127.0.0.1:1\"]", ""),
                 "\"127.0.0.1:1\"]",
                 "names 127.0.0.1:1 twice",
+            ),
+            (
+                listening_on("[\"[::ffff:192.168.1.1]:8443\"]", ""),
+                "\"[::ffff",
+                "write it as \"192.168.1.1:8443\"",
             ),
             (
                 plain("[\"127.0.0.1:1\", \"192.168.1.1:1\"]"),

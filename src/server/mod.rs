@@ -365,11 +365,26 @@ fn waits_for_restart(config: &Config, shared: &Shared) -> Vec<String> {
     changes
 }
 
+/// The first of `addresses` that is not a loopback address.
+fn not_loopback(addresses: &[SocketAddr]) -> Option<SocketAddr> {
+    addresses.iter().copied().find(|a| !a.ip().is_loopback())
+}
+
 /// Re-reads the config; swaps the new runtime in only if all of it is valid.
 pub fn reload(path: &Path, shared: &Shared) {
     let outcome = config::load(path)
         .map_err(|e| e.to_string())
         .and_then(|config| {
+            // The sockets stay the ones bound at start: plain HTTP may come in by reload only
+            // where they are all loopback, whatever addresses the new file names.
+            if config.listen.tls.is_none()
+                && let Some(address) = not_loopback(&shared.listen.addresses)
+            {
+                return Err(format!(
+                    "plain HTTP would apply to {address}, which is listening now and not loopback; \
+                     keep the certificate, or change listen.address and restart"
+                ));
+            }
             let waiting = waits_for_restart(&config, shared);
             let summary = config.policy.summary();
             Runtime::build(config).map(|r| (r, summary, waiting))
@@ -459,5 +474,26 @@ fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
         None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_by_reload_needs_every_listening_address_loopback() {
+        let loopback: Vec<SocketAddr> = vec![
+            "127.0.0.1:8443".parse().unwrap(),
+            "[::1]:8443".parse().unwrap(),
+        ];
+        assert_eq!(not_loopback(&loopback), None);
+        let lan: Vec<SocketAddr> = vec![
+            "127.0.0.1:8443".parse().unwrap(),
+            "192.168.1.1:8443".parse().unwrap(),
+        ];
+        assert_eq!(not_loopback(&lan), Some(lan[1]));
+        let any: Vec<SocketAddr> = vec!["[::]:8443".parse().unwrap()];
+        assert_eq!(not_loopback(&any), Some(any[0]));
     }
 }

@@ -48,15 +48,25 @@ class McpGw extends BaseModel
         $general = $this->general;
         if ($validateFullModel || $general->certificate->isFieldChanged() || $general->listen_address->isFieldChanged()) {
             $loopback = true;
+            $seen = [];
             foreach (explode(',', (string)$general->listen_address) as $address) {
                 $address = trim($address);
-                if ($address !== '::1' && strpos($address, '127.') !== 0) {
+                $packed = @inet_pton($address);
+                if ($packed !== false && isset($seen[$packed])) {
+                    $messages->appendMessage(new Message(
+                        sprintf(gettext('%s is listed twice.'), $address),
+                        $general->listen_address->__reference
+                    ));
+                }
+                $seen[$packed === false ? $address : $packed] = true;
+                // As mcpgw sees it: 127.0.0.0/8 and ::1, however written.
+                if (strpos($address, '127.') !== 0 && $packed !== inet_pton('::1')) {
                     $loopback = false;
                 }
             }
             if ((string)$general->certificate === '' && !$loopback) {
                 $messages->appendMessage(new Message(
-                    gettext('Without a certificate the gateway may only listen on a loopback address (127.0.0.1 or ::1).'),
+                    gettext('Without a certificate the gateway may only listen on loopback addresses (127.0.0.1 or ::1).'),
                     $general->certificate->__reference
                 ));
             }
