@@ -220,13 +220,16 @@ async fn run_with(path: &Path, config: Config, auditor: Auditor) -> Result<(), S
     // Also on stderr: under daemon(8) it reaches the log, and tests wait for this line (the
     // first word after "on" is the first address).
     let addresses: Vec<String> = bound.iter().map(SocketAddr::to_string).collect();
+    // Before the line that says the gateway is up: a SIGHUP or SIGTERM sent as soon as it
+    // is read must find the handlers, not the default action (which ends the process).
+    let handlers = SignalHandlers::install();
     eprintln!(
         "mcpgw: listening on {} ({scheme}) with policy: {summary}",
         addresses.join(" ")
     );
 
     tokio::spawn(housekeeping(shared.clone(), stop_rx));
-    signals(path, &shared).await;
+    signals(path, &shared, handlers).await;
     let _ = stop_tx.send(true);
     let stopped = workers.join().await;
     upstream.shutdown().await;
@@ -291,14 +294,33 @@ fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     socket.listen(1024)?.into_std()
 }
 
+/// SIGTERM, SIGINT and SIGHUP, caught from the moment this exists.
+struct SignalHandlers {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl SignalHandlers {
+    /// `None` when they cannot be installed.
+    fn install() -> Option<SignalHandlers> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Some(SignalHandlers {
+            term: signal(SignalKind::terminate()).ok()?,
+            int: signal(SignalKind::interrupt()).ok()?,
+            hup: signal(SignalKind::hangup()).ok()?,
+        })
+    }
+}
+
 /// Waits for SIGTERM/SIGINT (returns) and handles SIGHUP (reload) meanwhile.
-async fn signals(path: &Path, shared: &Arc<Shared>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
+async fn signals(path: &Path, shared: &Arc<Shared>, handlers: Option<SignalHandlers>) {
+    let Some(SignalHandlers {
+        mut term,
+        mut int,
+        mut hup,
+    }) = handlers
+    else {
         shared.auditor.event(
             Severity::Error,
             "fault=signals error=\"cannot install signal handlers\"".into(),
