@@ -394,43 +394,32 @@ async fn run(cli: Cli) -> Result<(), String> {
                 "--result-bytes".to_string(),
                 cli.result_bytes.to_string(),
             ];
-            for _ in 0..cli.rounds.max(1) {
-                let s = load::run_stdio_direct(
-                    &mock_bin,
-                    cli.mock_threads,
-                    &mock_args,
-                    conns,
-                    warmup,
-                    measure,
-                    BENCH_TOOL,
-                )
-                .await?;
-                print_row(&format!("stdio direct driver x{conns}, {child}"), &s);
-                report.add(&format!("stdio-direct{suffix}"), s);
-                let cpu = util::CpuProbe::Process(_gw.proc.pid());
-                let s =
-                    load::run_http(&target, conns, warmup, measure, BENCH_TOOL, Some(&cpu)).await?;
-                print_row(&format!("mcpgw over stdio child x{conns}, {child}"), &s);
-                report.add(&format!("mcpgw-stdio{suffix}"), s);
-                // Unloaded, with the child that answers at once: what one call costs.
+            // Loaded; then, with the child that answers at once, one call at a time (what one
+            // call costs).
+            let mut runs = vec![(conns, suffix.clone())];
+            if work_us == 0 && cli.latency_connections > 0 {
                 let lat = cli.latency_connections;
-                if work_us == 0 && lat > 0 {
+                runs.push((lat, format!("/{lat}")));
+            }
+            for _ in 0..cli.rounds.max(1) {
+                for (n, row) in &runs {
                     let s = load::run_stdio_direct(
                         &mock_bin,
                         cli.mock_threads,
                         &mock_args,
-                        lat,
+                        *n,
                         warmup,
                         measure,
                         BENCH_TOOL,
                     )
                     .await?;
-                    print_row(&format!("stdio direct driver x{lat}, {child}"), &s);
-                    report.add(&format!("stdio-direct/{lat}"), s);
-                    let s = load::run_http(&target, lat, warmup, measure, BENCH_TOOL, Some(&cpu))
+                    print_row(&format!("stdio direct driver x{n}, {child}"), &s);
+                    report.add(&format!("stdio-direct{row}"), s);
+                    let cpu = util::CpuProbe::Process(_gw.proc.pid());
+                    let s = load::run_http(&target, *n, warmup, measure, BENCH_TOOL, Some(&cpu))
                         .await?;
-                    print_row(&format!("mcpgw over stdio child x{lat}, {child}"), &s);
-                    report.add(&format!("mcpgw-stdio/{lat}"), s);
+                    print_row(&format!("mcpgw over stdio child x{n}, {child}"), &s);
+                    report.add(&format!("mcpgw-stdio{row}"), s);
                 }
             }
         }

@@ -210,40 +210,27 @@ pub enum Answered {
 /// else (the upstream), spliced in as it is: it is valid JSON already, and building it into a
 /// tree only to write it out again costs time and can change numbers.
 pub fn relayed_response(id: &Value, answered: Answered, member: &RawValue) -> Vec<u8> {
-    #[derive(serde::Serialize)]
-    struct Response<'a> {
-        jsonrpc: &'static str,
-        id: &'a Value,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        result: Option<&'a RawValue>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        error: Option<&'a RawValue>,
-    }
-    let (result, error) = match answered {
-        Answered::Result => (Some(member), None),
-        Answered::Error => (None, Some(member)),
-    };
-    let response = Response {
-        jsonrpc: "2.0",
-        id,
-        result,
-        error,
-    };
-    let mut out = Vec::with_capacity(member.get().len() + 48);
-    // Writing a `Value`, a string and JSON text into a `Vec` cannot fail.
-    let _ = serde_json::to_writer(&mut out, &response);
-    out
+    spliced_response(id, answered, member.get())
 }
 
 /// A result response around `result`, JSON text the gateway assembled from validated pieces
 /// of an upstream answer (a joined list), written out without validating it again.
 pub fn assembled_result_response(id: &Value, result: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(result.len() + 48);
+    spliced_response(id, Answered::Result, result)
+}
+
+/// `{"jsonrpc":"2.0","id":ID,"result"|"error":TEXT}` with `text` written as it is.
+fn spliced_response(id: &Value, answered: Answered, text: &str) -> Vec<u8> {
+    let member: &[u8] = match answered {
+        Answered::Result => br#","result":"#,
+        Answered::Error => br#","error":"#,
+    };
+    let mut out = Vec::with_capacity(text.len() + 48);
     out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
     // Writing a `Value` into a `Vec` cannot fail.
     let _ = serde_json::to_writer(&mut out, id);
-    out.extend_from_slice(br#","result":"#);
-    out.extend_from_slice(result.as_bytes());
+    out.extend_from_slice(member);
+    out.extend_from_slice(text.as_bytes());
     out.push(b'}');
     out
 }
@@ -1136,6 +1123,20 @@ mod tests {
         // A builder's output is itself a message the parser accepts.
         let built = error_response(Some(&json!(4)), -32602, "x").to_string();
         assert!(parse(built.as_bytes()).is_ok());
+        // Upstream text is spliced in byte for byte, next to the agent's own id.
+        let text = RawValue::from_string(r#"{"n": 1.50}"#.to_string()).unwrap();
+        let relayed = relayed_response(&json!("a\"b"), Answered::Result, &text);
+        assert_eq!(
+            String::from_utf8(relayed).unwrap(),
+            r#"{"jsonrpc":"2.0","id":"a\"b","result":{"n": 1.50}}"#
+        );
+        let relayed = relayed_response(&json!(7), Answered::Error, &text);
+        assert_eq!(
+            String::from_utf8(relayed).unwrap(),
+            r#"{"jsonrpc":"2.0","id":7,"error":{"n": 1.50}}"#
+        );
+        let joined = assembled_result_response(&json!(1), r#"{"tools":[]}"#);
+        assert!(parse(&joined).is_ok());
     }
 
     #[test]
